@@ -1,0 +1,31 @@
+# Everything runs from a local virtual environment that the first target creates.
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -c "import torch, torchvision, timm, cv2; cv2.data.haarcascades"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/kdbench demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	$(PY) -m pytest tests/benchmarks --benchmark-only -q
+	$(VENV)/bin/kdbench bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks

@@ -1,0 +1,187 @@
+"""The ``kdbench`` command line: list, run, demo, flops, bench."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from kdbench.config import ConfigError, build_config, load_preset, load_yaml, preset_names
+from kdbench.registry import DATASETS, METHODS, MODELS, UnknownNameError, load_plugin
+
+console = Console(stderr=True)
+DEFAULT_RESULTS = Path("results")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    for module in args.plugin:
+        load_plugin(module)
+    try:
+        return args.func(args) or 0
+    except (ConfigError, UnknownNameError) as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kdbench", description=__doc__)
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, so that the methods/datasets it registers exist",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="list registered methods, models, datasets or presets")
+    ls.add_argument(
+        "what", nargs="?", default="methods", choices=["methods", "models", "datasets", "presets"]
+    )
+    ls.add_argument("--pattern", default="*", help="shell-style filter, e.g. 'feat-*'")
+    ls.set_defaults(func=cmd_list)
+
+    run = sub.add_parser("run", help="train one run from a config file or a preset")
+    run.add_argument("config", nargs="?", help="a YAML run config")
+    run.add_argument("--preset", help=f"a shipped run preset ({', '.join(preset_names())})")
+    run.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    add_results(run)
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="the main job: teacher, students, methods on SynthFF")
+    demo.add_argument("--preset", default="demo", help="the sweep preset to run")
+    add_results(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    flops = sub.add_parser("flops", help="parameters and FLOPs of a model")
+    flops.add_argument("model")
+    flops.add_argument("--size", type=int, default=64, help="input height = width")
+    flops.add_argument("--num-classes", type=int, default=2)
+    flops.add_argument("kwargs", nargs="*", metavar="key=value", help="model keyword arguments")
+    flops.set_defaults(func=cmd_flops)
+
+    bench = sub.add_parser("bench", help="per-step time of every method vs the plain-PyTorch bound")
+    bench.add_argument("--methods", nargs="*", help="default: every registered method")
+    bench.add_argument("--steps", type=int, default=10)
+    bench.add_argument("--batch-size", type=int, default=64)
+    bench.add_argument("--size", type=int, default=64)
+    bench.set_defaults(func=cmd_bench)
+    return p
+
+
+def add_results(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help="folder for runs/ and checkpoints/ (default: ./results)",
+    )
+
+
+def cmd_list(args) -> None:
+    from rich.table import Table
+
+    if args.what == "presets":
+        for name in preset_names():
+            console.print(name)
+        return
+    registry = {"methods": METHODS, "models": MODELS, "datasets": DATASETS}[args.what]
+    table = Table(title=f"kdbench {args.what}")
+    table.add_column("name")
+    table.add_column("description")
+    for name in registry.names(args.pattern):
+        entry = registry.get(name)
+        table.add_row(name, getattr(entry, "description", "") or first_line(entry.__doc__))
+    Console().print(table)
+    if args.what == "models":
+        console.print("and every timm model name (pretrained=False), e.g. resnet18")
+
+
+def first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+def cmd_run(args) -> int:
+    from kdbench.harness import run
+    from kdbench.sweep import Plan, resolve_teacher, run_local
+
+    if args.config and "=" in args.config:  # argparse took the first override for the file
+        args.overrides.insert(0, args.config)
+        args.config = None
+    if bool(args.config) == bool(args.preset):
+        raise ConfigError("give either a config file or --preset NAME (not both)")
+    data = load_preset(args.preset) if args.preset else load_yaml(args.config)
+    cfg = build_config(data, args.overrides)
+    plan = Plan()
+    cfg = resolve_teacher(cfg, plan)
+    for teacher in plan.teachers:
+        console.print(f"training the teacher first: run {teacher.run_id()}")
+        run_local(Plan(teachers=[teacher]), args.results, log=console.print)
+    record = run(cfg, args.results)
+    path = args.results / "runs" / f"{record['run_id']}.json"
+    test = record["best"]["test"]
+    shown = "  ".join(f"{k}={v:.4f}" for k, v in test.items())
+    console.print(f"run {record['run_id']} done: {shown}\nresult: {path}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from kdbench.sweep import expand, load_spec, run_local
+
+    started = time.time()
+    plan = expand(load_spec(preset=args.preset))
+    console.print(f"demo: {len(plan.teachers)} teacher run(s), {len(plan.students)} student runs")
+    records = run_local(plan, args.results, log=console.print)
+    print_summary(records, f"kdbench demo ({args.preset})")
+    failed = [r for r in records if r.get("status") != "done"]
+    console.print(f"wall time {time.time() - started:.0f} s; results in {args.results / 'runs'}")
+    return 1 if failed else 0
+
+
+def print_summary(records: list[dict], title: str) -> None:
+    from kdbench.summary import summary_table
+
+    Console(width=max(160, Console().width)).print(summary_table(records, title))
+
+
+def cmd_flops(args) -> None:
+    import yaml
+
+    from kdbench.cost import FLOP_CONVENTION, measure_cost
+    from kdbench.models import build_model
+
+    kwargs = dict(parse_kwarg(text) for text in args.kwargs)
+    model = build_model(args.model, args.num_classes, **kwargs)
+    cost = measure_cost(model, (3, args.size, args.size))
+    print(
+        f"{args.model}: {cost.params / 1e6:.3f} M params, {cost.flops / 1e9:.4f} GFLOPs "
+        f"at {args.size}x{args.size} ({FLOP_CONVENTION})"
+    )
+    if cost.unsupported_ops:
+        print("not counted by fvcore: " + yaml.safe_dump(cost.unsupported_ops).strip())
+
+
+def parse_kwarg(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError(f"model argument {text!r}: expected key=value")
+    return key, yaml.safe_load(value)
+
+
+def cmd_bench(args) -> None:
+    from kdbench.bench import bench_methods, bench_table
+
+    names = args.methods or METHODS.names()
+    rows = bench_methods(names, steps=args.steps, batch_size=args.batch_size, size=args.size)
+    Console().print(bench_table(rows, os.cpu_count()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Typed run configuration: dataclasses, YAML (safe_load), ``key.sub=value`` overrides, run ids."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kdbench.registry import unknown_message
+
+
+@dataclass
+class ModelConfig:
+    """A network: a registered kdbench model or any timm name, with keyword arguments."""
+
+    name: str = "mobilenetv3_small_050"
+    kwargs: dict = field(default_factory=dict)
+    checkpoint: str | None = None  # a state dict to start from (weights_only load)
+
+
+@dataclass
+class TeacherConfig(ModelConfig):
+    """The frozen teacher: its weights come from a teacher run (``run``) or a ``checkpoint``."""
+
+    name: str = "resnet18"
+    run: str | None = None  # run id of a finished teacher run in the same results folder
+    # How to train the teacher when neither ``run`` nor ``checkpoint`` is given: a vanilla run
+    # on the same data with this seed and these ``train`` overrides (see kdbench.sweep).
+    seed: int = 0
+    train: dict = field(default_factory=dict)
+
+
+@dataclass
+class MethodConfig:
+    name: str = "vanilla"
+    params: dict = field(default_factory=dict)  # the method's keyword hyper-parameters
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthff"
+    params: dict = field(default_factory=dict)  # the dataset's keyword arguments
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9  # sgd only
+    schedule: str = "cosine"  # cosine | step | constant
+    milestones: list = field(default_factory=list)  # step schedule: epochs where lr *= gamma
+    gamma: float = 0.1
+    select: str = "auc"  # validation metric that picks the best epoch
+
+
+@dataclass
+class RunConfig:
+    """One training run: a student trained by a method, optionally from a frozen teacher."""
+
+    seed: int = 0
+    student: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig | None = None
+    method: MethodConfig = field(default_factory=MethodConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def run_id(self) -> str:
+        """A content hash of everything that defines the experiment (not where it runs)."""
+        data = asdict(self)
+        for key in NOT_HASHED:
+            section, _, leaf = key.rpartition(".")
+            (data[section] if section else data).pop(leaf)
+        blob = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+NOT_HASHED = ("device", "data.workers", "data.eval_batch_size")
+
+
+class ConfigError(ValueError):
+    """A config that does not fit the schema; the message says what was expected."""
+
+
+def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types are errors."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    values = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            prefix = f"{where}." if where else ""
+            raise ConfigError(unknown_message("config key", key, names, prefix))
+        values[key] = coerce(hints[key], value, path)
+    return cls(**values)
+
+
+def coerce(hint: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``hint`` (nested dataclasses built recursively)."""
+    options = typing.get_args(hint) if is_union(hint) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{path}: expected a value, got null")
+    for option in options:
+        if dataclasses.is_dataclass(option):
+            return from_dict(option, value, path)
+    for option in options:
+        base = typing.get_origin(option) or option
+        if base is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, base) and not (base is int and isinstance(value, bool)):
+            return value
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+
+
+def is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.lr=0.01`` -> (["train", "lr"], 0.01); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r}: expected key.sub=value, e.g. train.epochs=5")
+    return key.split("."), yaml.safe_load(raw) if raw else ""
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``data`` with each ``key.sub=value`` set (missing sections created)."""
+    data = copy.deepcopy(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        set_path(data, keys, value)
+    return data
+
+
+def set_path(data: dict, keys: list[str], value: Any) -> None:
+    node = data
+    for key in keys[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[keys[-1]] = value
+
+
+def load_yaml(path: str | Path) -> dict:
+    """A YAML file as plain data (``safe_load``: tags that would run code are rejected)."""
+    text = Path(path).read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def preset_names() -> list[str]:
+    files = resources.files("kdbench") / "presets"
+    return sorted(p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict:
+    """A preset shipped with the package (``benchmark/presets/NAME.yaml``)."""
+    if name not in preset_names():
+        raise ConfigError(unknown_message("preset", name, preset_names()))
+    text = (resources.files("kdbench") / "presets" / f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def build_config(data: dict, overrides: list[str] = ()) -> RunConfig:
+    return from_dict(RunConfig, apply_overrides(data, list(overrides)))

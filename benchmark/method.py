@@ -1,0 +1,89 @@
+"""The Method seam: what every distillation method implements, and how the harness builds one."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from kdbench.config import ConfigError
+from kdbench.output import Output
+from kdbench.registry import METHODS, unknown_message
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a method may size itself from, taken from one dry forward before training.
+
+    ``student`` / ``teacher`` are real outputs on a 2-sample batch (shapes of every feature);
+    ``teacher`` is ``None`` for methods that need no teacher.
+    """
+
+    student: Output
+    teacher: Output | None
+    num_classes: int
+    num_samples: int  # size of the training split (CRD's memory banks)
+
+
+class Method(nn.Module):
+    """A distillation method. Its own parameters (projectors, embeddings) train with the student.
+
+    Subclasses set ``description`` (one line for ``kdbench list``), override ``losses`` and,
+    rarely, ``backward``. Class attributes declare what the method needs from the harness:
+    ``needs_teacher`` and ``needs_index`` (the batch carries ``"index"``, each sample's position
+    in the training split).
+    """
+
+    description: ClassVar[str] = ""
+    needs_teacher: ClassVar[bool] = True
+    needs_index: ClassVar[bool] = False
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self.num_classes = ctx.num_classes
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the harness at the start of each epoch (0-based); for staged methods."""
+
+    def teacher_features(self) -> list[str]:
+        """Names of the teacher features ``losses`` reads (the rest need not be kept)."""
+        return []
+
+    def losses(self, batch: dict, s_out: Output, t_out: Output | None) -> dict[str, Tensor]:
+        """Named, already weighted loss terms; the harness logs each and minimises their sum."""
+        raise NotImplementedError
+
+    def backward(self, losses: dict[str, Tensor], s_out: Output) -> None:
+        """Back-propagate ``losses`` into the student and the method's parameters."""
+        torch.stack(list(losses.values())).sum().backward()
+
+
+def build_method(name: str, ctx: Context, params: dict) -> Method:
+    """Instantiate the registered method ``name``; unknown parameters are errors."""
+    cls = METHODS.get(name)
+    check_params(f"method {name!r}", cls, params)
+    return cls(ctx, **params)
+
+
+def method_defaults(name: str) -> dict:
+    """The keyword parameters of method ``name`` and their defaults."""
+    sig = inspect.signature(METHODS.get(name).__init__)
+    return {
+        p.name: p.default
+        for p in list(sig.parameters.values())[2:]
+        if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+    }
+
+
+def check_params(owner: str, fn, params: dict) -> None:
+    """Raise a clear error if ``params`` has a key that ``fn`` does not accept."""
+    sig = inspect.signature(fn)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    valid = [n for n in sig.parameters if n not in ("self", "ctx")]
+    for key in params:
+        if key not in valid:
+            raise ConfigError(unknown_message(f"parameter of {owner}", key, valid))

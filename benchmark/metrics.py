@@ -1,0 +1,56 @@
+"""Evaluation metrics in one place: accuracy and ROC AUC, frame-level and video-level."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def classification_metrics(
+    probs: np.ndarray, labels: np.ndarray, videos: Sequence[str] | None = None
+) -> dict[str, float]:
+    """``probs``: [N, C] class probabilities; ``labels``: [N] ints.
+
+    Two classes (1 = fake): ``acc``, ``auc`` (of P(fake)) and, given ``videos``, the same at
+    video level (``video_acc``, ``video_auc``), each video scored by its mean P(fake) and keyed
+    by its full path, so ``Deepfakes/071_054`` and ``Face2Face/071_054`` stay distinct.
+    More classes: ``acc`` and ``top5``.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    out = {"acc": float(np.mean(probs.argmax(1) == labels))}
+    if probs.shape[1] != 2:
+        top5 = np.argsort(-probs, axis=1)[:, :5]
+        out["top5"] = float(np.mean((top5 == labels[:, None]).any(1)))
+        return out
+    out["auc"] = binary_auc(labels, probs[:, 1])
+    if videos is not None:
+        video_labels, video_scores = per_video(labels, probs[:, 1], videos)
+        out["video_acc"] = float(np.mean((video_scores >= 0.5) == video_labels))
+        out["video_auc"] = binary_auc(video_labels, video_scores)
+    return out
+
+
+def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC, or NaN when only one class is present (AUC is undefined there)."""
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+def per_video(
+    labels: np.ndarray, scores: np.ndarray, videos: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean score and the (shared) label of each video, videos keyed by their full path."""
+    keys, inverse = np.unique(np.asarray(videos, dtype=object).astype(str), return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(keys))
+    mean_scores = np.bincount(inverse, weights=scores, minlength=len(keys)) / counts
+    video_labels = np.zeros(len(keys), dtype=labels.dtype)
+    video_labels[inverse] = labels
+    mixed = np.bincount(inverse, weights=labels, minlength=len(keys)) / counts
+    if not np.all((mixed == 0) | (mixed == 1)):
+        bad = keys[(mixed != 0) & (mixed != 1)][:3]
+        raise ValueError(f"videos with frames of both labels: {list(bad)}")
+    return video_labels, mean_scores

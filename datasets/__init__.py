@@ -1,0 +1,7 @@
+"""The shipped datasets: importing this package registers every one of them."""
+
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,0 +1,77 @@
+"""Typed configs: YAML, overrides, validation messages, run ids."""
+
+import pytest
+
+from kdbench.config import (
+    ConfigError,
+    RunConfig,
+    TeacherConfig,
+    apply_overrides,
+    build_config,
+    load_preset,
+    load_yaml,
+    preset_names,
+)
+
+
+def test_defaults_build_and_overrides_are_typed():
+    cfg = build_config({}, ["train.lr=0.01", "seed=3", "data.params.quality=lq"])
+    assert cfg.train.lr == 0.01 and isinstance(cfg.train.lr, float)
+    assert cfg.seed == 3
+    assert cfg.data.params == {"quality": "lq"}
+
+
+def test_int_is_accepted_for_float_but_not_the_reverse():
+    assert build_config({"train": {"lr": 1}}).train.lr == 1.0
+    with pytest.raises(ConfigError, match=r"train.epochs: expected int, got 2.5"):
+        build_config({"train": {"epochs": 2.5}})
+
+
+def test_unknown_key_names_the_valid_ones_and_suggests():
+    with pytest.raises(ConfigError) as err:
+        build_config({}, ["train.lrr=0.1"])
+    assert "unknown config key 'train.lrr'; did you mean 'train.lr'?" in str(err.value)
+    assert "train.epochs" in str(err.value)
+
+
+def test_nested_optional_dataclass_is_built():
+    cfg = build_config({"teacher": {"name": "dual-branch", "kwargs": {"branch": "spatial"}}})
+    assert isinstance(cfg.teacher, TeacherConfig)
+    assert cfg.teacher.kwargs == {"branch": "spatial"}
+    assert build_config({}).teacher is None
+
+
+def test_override_creates_missing_sections_and_parses_yaml_values():
+    data = apply_overrides({}, ["teacher.kwargs.branch=spatial", "train.milestones=[1, 2]"])
+    assert data == {"teacher": {"kwargs": {"branch": "spatial"}}, "train": {"milestones": [1, 2]}}
+
+
+def test_malformed_override_says_what_is_expected():
+    with pytest.raises(ConfigError, match="expected key.sub=value"):
+        build_config({}, ["train.lr"])
+
+
+def test_yaml_is_data_only(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("seed: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(Exception, match="could not determine a constructor"):
+        load_yaml(path)
+
+
+def test_run_id_is_a_content_hash():
+    a = build_config({}, ["seed=1"])
+    assert a.run_id() == build_config({}, ["seed=1"]).run_id()
+    assert a.run_id() != build_config({}, ["seed=2"]).run_id()
+    assert a.run_id() != build_config({}, ["seed=1", "method.params.alpha=0.5"]).run_id()
+    # where a run executes does not change what it is
+    assert a.run_id() == build_config({}, ["seed=1", "device=cpu", "data.workers=4"]).run_id()
+    assert len(a.run_id()) == 12
+
+
+def test_presets_ship_and_load():
+    assert {"smoke", "demo"} <= set(preset_names())
+    cfg = build_config(load_preset("smoke"))
+    assert isinstance(cfg, RunConfig)
+    assert cfg.data.name == "synthff"
+    with pytest.raises(ConfigError, match="unknown preset 'smok'; did you mean 'smoke'"):
+        load_preset("smok")
