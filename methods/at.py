@@ -1,0 +1,85 @@
+"""Attention transfer (Zagoruyko & Komodakis 2017): match normalised spatial attention maps."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from kdbench.method import Context, Method
+from kdbench.methods.common import match_spatial, relative_stage, stage_names, teacher_output
+from kdbench.output import Output
+from kdbench.registry import METHODS
+
+AUTO_STAGES = 3  # auto pairs the student's last three stages
+
+
+@METHODS.register("at")
+class AttentionTransfer(Method):
+    description = "AT (Zagoruyko & Komodakis 2017): match spatial attention maps of paired stages"
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        pairs: list[list[str]] | str = "auto",
+        p: float = 2.0,
+        beta: float = 1000.0,
+        ce_weight: float = 1.0,
+    ) -> None:
+        """``pairs``: ``[[student_feature, teacher_feature], ...]``, or ``auto``: the student's
+        last three stages, each with the teacher stage at the same relative depth (the
+        ``spatial.`` branch of the dual-branch teacher). Loss: CE + β/2 · Σ_pairs AT loss."""
+        super().__init__(ctx)
+        teacher = teacher_output(ctx, "at")
+        self.pairs = auto_pairs(ctx.student, teacher) if pairs == "auto" else check_pairs(pairs)
+        for s_name, t_name in self.pairs:
+            for out, name in ((ctx.student, s_name), (teacher, t_name)):
+                if out.feature(name).dim() != 4:
+                    raise ValueError(
+                        f"AT needs [B,C,H,W] maps; {name!r} is {out.features[name].shape}"
+                    )
+        self.p = p
+        self.beta = beta
+        self.ce_weight = ce_weight
+
+    def teacher_features(self) -> list[str]:
+        return sorted({t_name for _, t_name in self.pairs})
+
+    def losses(self, batch: dict, s_out: Output, t_out: Output | None) -> dict[str, Tensor]:
+        at = sum(
+            at_loss(s_out.feature(s_name), t_out.feature(t_name).detach(), self.p)
+            for s_name, t_name in self.pairs
+        )
+        return {
+            "ce": self.ce_weight * F.cross_entropy(s_out.logits, batch["label"]),
+            "at": self.beta / 2 * at,
+        }
+
+
+def attention_map(x: Tensor, p: float) -> Tensor:
+    """``[B, C, H, W]`` → the L2-normalised map ``mean_c |x|^p``, flattened to ``[B, H·W]``."""
+    return F.normalize(x.abs().pow(p).mean(1).flatten(1))
+
+
+def at_loss(student: Tensor, teacher: Tensor, p: float) -> Tensor:
+    """Mean squared difference of the two attention maps, pooled to the smaller size."""
+    student, teacher = match_spatial(student, teacher)
+    return (attention_map(student, p) - attention_map(teacher, p)).pow(2).mean()
+
+
+def auto_pairs(student: Output, teacher: Output) -> list[tuple[str, str]]:
+    s_stages = stage_names(student)
+    t_stages = stage_names(teacher)
+    first = max(len(s_stages) - AUTO_STAGES, 0)
+    return [
+        (s_stages[k], relative_stage(k + 1, len(s_stages), t_stages))
+        for k in range(first, len(s_stages))
+    ]
+
+
+def check_pairs(pairs: list[list[str]] | str) -> list[tuple[str, str]]:
+    if isinstance(pairs, str) or not pairs or not all(len(pair) == 2 for pair in pairs):
+        raise ValueError(
+            f"pairs must be 'auto' or [[student_feature, teacher_feature], ...]: {pairs!r}"
+        )
+    return [(s_name, t_name) for s_name, t_name in pairs]
