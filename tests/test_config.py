@@ -47,7 +47,7 @@ def test_override_creates_missing_sections_and_parses_yaml_values():
 
 
 def test_malformed_override_says_what_is_expected():
-    with pytest.raises(ConfigError, match="expected key.sub=value"):
+    with pytest.raises(ConfigError, match=r"expected key\.sub=value"):
         build_config({}, ["train.lr"])
 
 

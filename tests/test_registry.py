@@ -24,7 +24,8 @@ def test_unknown_name_suggests_the_closest():
         reg.register(name)(object())
     with pytest.raises(UnknownNameError) as err:
         reg.get("fitnet")
-    assert str(err.value) == "unknown widget 'fitnet'; did you mean 'fitnets'? (known: crd, fitnets, kd)"
+    expected = "unknown widget 'fitnet'; did you mean 'fitnets'? (known: crd, fitnets, kd)"
+    assert str(err.value) == expected
 
 
 def test_unknown_name_without_a_close_match_lists_the_known():
