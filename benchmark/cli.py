@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except (ConfigError, UnknownNameError) as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False)
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
         return 2
 
 
@@ -107,7 +107,7 @@ def first_line(doc: str | None) -> str:
 
 
 def cmd_run(args) -> int:
-    from kdbench.harness import run
+    from kdbench.harness import run, validate
     from kdbench.sweep import Plan, resolve_teacher, run_local
 
     if args.config and "=" in args.config:  # argparse took the first override for the file
@@ -117,6 +117,7 @@ def cmd_run(args) -> int:
         raise ConfigError("give either a config file or --preset NAME (not both)")
     data = load_preset(args.preset) if args.preset else load_yaml(args.config)
     cfg = build_config(data, args.overrides)
+    validate(cfg)
     plan = Plan()
     cfg = resolve_teacher(cfg, plan)
     for teacher in plan.teachers:

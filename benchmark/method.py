@@ -86,4 +86,4 @@ def check_params(owner: str, fn, params: dict) -> None:
     valid = [n for n in sig.parameters if n not in ("self", "ctx")]
     for key in params:
         if key not in valid:
-            raise ConfigError(unknown_message(f"parameter of {owner}", key, valid))
+            raise ConfigError(f"{owner}: {unknown_message('parameter', key, valid)}")

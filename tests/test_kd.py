@@ -60,5 +60,5 @@ def test_vanilla_is_cross_entropy():
 
 
 def test_unknown_method_parameter_is_named():
-    with pytest.raises(ConfigError, match="unknown parameter of method 'kd' 'temprature'; did"):
+    with pytest.raises(ConfigError, match="method 'kd': unknown parameter 'temprature'; did"):
         build_method("kd", ctx(), {"temprature": 2})

@@ -1,0 +1,80 @@
+"""The command line: one clear line for bad names, plug-in methods through the harness."""
+
+import json
+
+import pytest
+
+from kdbench.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["method.name=kdd"], "unknown method 'kdd'; did you mean 'kd'?"),
+        (["student.name=mobilenetv3_smal_050"], "did you mean 'mobilenetv3_small_050'"),
+        (["data.name=synthf"], "unknown dataset 'synthf'; did you mean 'synthff'?"),
+        (["train.epocs=3"], "unknown config key 'train.epocs'; did you mean 'train.epochs'?"),
+        (["method.params.temprature=2", "method.name=kd"], "did you mean 'temperature'?"),
+    ],
+)
+def test_bad_names_give_one_clear_line(args, message, tmp_path, capsys):
+    code = main(["run", "--preset", "smoke", "--results", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_list_methods_shows_every_method_with_a_description(capsys):
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    for name in ["vanilla", "kd", "fitnets", "at", "crd", "two-in-one", "feat-both"]:
+        assert name in out
+    assert "Hinton" in out
+
+
+def test_flops_prints_params_and_flops(capsys):
+    assert main(["flops", "resnet10t", "--size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("resnet10t: 4.9") and "GFLOPs at 32x32" in out
+
+
+PLUGIN = '''
+"""A method defined outside kdbench: logit matching by mean squared error."""
+import torch.nn.functional as F
+from kdbench.method import Method
+from kdbench.registry import METHODS
+
+
+@METHODS.register("logit-mse")
+class LogitMSE(Method):
+    description = "CE + MSE between student and teacher logits"
+
+    def __init__(self, ctx, *, weight: float = 1.0):
+        super().__init__(ctx)
+        self.weight = weight
+
+    def losses(self, batch, s_out, t_out):
+        return {
+            "ce": F.cross_entropy(s_out.logits, batch["label"]),
+            "mse": self.weight * F.mse_loss(s_out.logits, t_out.logits),
+        }
+'''
+
+
+def test_a_plugin_method_runs_through_the_harness(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_kd_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    results = tmp_path / "results"
+    args = ["--plugin", "my_kd_plugin", "run", "--preset", "smoke", "--results", str(results),
+            "method.name=logit-mse", "method.params.weight=0.5", "data.params.videos=20",
+            "train.epochs=1", "teacher.train.epochs=1"]  # fmt: skip
+    assert main(args) == 0
+    records = [json.loads(p.read_text()) for p in (results / "runs").glob("*.json")]
+    student = next(r for r in records if r["config"]["method"]["name"] == "logit-mse")
+    assert student["status"] == "done"
+    assert set(student["history"][0]["train"]) == {"ce", "mse"}
+    assert student["config"]["method"]["params"] == {"weight": 0.5}
