@@ -181,7 +181,7 @@ def cmd_bench(args) -> None:
 
     names = args.methods or METHODS.names()
     rows = bench_methods(names, steps=args.steps, batch_size=args.batch_size, size=args.size)
-    Console().print(bench_table(rows, os.cpu_count()))
+    Console(width=120).print(bench_table(rows, os.cpu_count()))
 
 
 if __name__ == "__main__":

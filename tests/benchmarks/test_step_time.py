@@ -1,0 +1,40 @@
+"""pytest-benchmark: one training step per method and the plain-PyTorch bound (``make bench``).
+
+Compare the rows of one run: ``pytest tests/benchmarks --benchmark-only``. ``kdbench bench``
+prints the same steps as ratios measured alternately in one process.
+"""
+
+import pytest
+import torch
+
+from kdbench.bench import TEACHER, method_setup, plain_step, synthetic_batch
+from kdbench.harness import train_step
+from kdbench.models import build_model
+from kdbench.registry import METHODS
+
+SIZE, BATCH, SAMPLES = 64, 64, 1024
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    model = build_model(TEACHER[0], 2, image_size=SIZE, **TEACHER[1]).eval()
+    return model.requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return synthetic_batch(BATCH, SIZE, SAMPLES)
+
+
+def test_plain_pytorch_bound(benchmark, teacher, batch):
+    torch.manual_seed(0)
+    student = build_model("mobilenetv3_small_050", 2).train()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-3)
+    benchmark(plain_step, teacher, student, optimizer, batch)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_step(benchmark, name, teacher, batch):
+    setup = method_setup(name, teacher, batch, SIZE, SAMPLES)
+    losses = benchmark(train_step, setup, batch)
+    assert all(torch.isfinite(v) for v in losses.values())
