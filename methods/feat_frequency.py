@@ -1,0 +1,35 @@
+"""Two-in-one ablation: feature KD from the teacher's frequency branch only."""
+
+from __future__ import annotations
+
+from kdbench.method import Context
+from kdbench.methods.two_in_one import BranchDistillation
+from kdbench.registry import METHODS
+
+
+@METHODS.register("feat-frequency")
+class FeatFrequency(BranchDistillation):
+    """CE + logit KD + the frequency projector's ``frequency_loss`` to ``frequency.*`` (as in
+    ``two-in-one``); no spatial term, so nothing to homogenize."""
+
+    description = "Two-in-one ablation: frequency-branch feature KD only (+ CE, logit KD)"
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        student_feature: str = "auto",
+        frequency_feature: str = "auto",
+        frequency_loss: str = "dct",
+        ce_weight: float = 1.0,
+        kd_weight: float = 1.0,
+        temperature: float = 4.0,
+        frequency_weight: float = 1.0,
+        projector_channels: int = 256,
+    ) -> None:
+        super().__init__(
+            ctx, student_feature, ce_weight, kd_weight, temperature, projector_channels
+        )
+        self.add_term(
+            ctx, "frequency", frequency_feature, "frequency", frequency_loss, frequency_weight
+        )
