@@ -1,33 +1,44 @@
-"""The end-of-run table: one row per run with model, method, cost and test metrics."""
+"""The end-of-run table: runs grouped by data × model × method, metrics as mean ± std over seeds."""
 
 from __future__ import annotations
 
 import math
+import statistics
+from itertools import groupby
 
 from rich.table import Table
 
+METRICS = ("acc", "auc", "video_auc")
+
+
+def run_row(record: dict) -> dict:
+    """One finished run as a flat row (test metrics at the best validation epoch)."""
+    cfg, cost, test = record["config"], record["cost"]["student"], record["best"]["test"]
+    return {
+        "data": data_label(cfg["data"]),
+        "model": model_label(cfg["student"]),
+        "method": method_label(cfg["method"]),
+        "seed": cfg["seed"],
+        "params_m": cost["params"] / 1e6,
+        "gflops": cost["flops"] / 1e9,
+    } | {m: test.get(m, math.nan) for m in METRICS}
+
 
 def summary_rows(records: list[dict]) -> list[dict]:
-    """Flatten finished run records into table rows (test metrics at the best validation epoch)."""
-    rows = []
-    for r in records:
-        if r.get("status") != "done":
-            continue
-        cfg, cost, test = r["config"], r["cost"]["student"], r["best"]["test"]
-        rows.append(
-            {
-                "data": data_label(cfg["data"]),
-                "model": model_label(cfg["student"]),
-                "method": method_label(cfg["method"]),
-                "seed": cfg["seed"],
-                "params_m": cost["params"] / 1e6,
-                "gflops": cost["flops"] / 1e9,
-                "acc": test["acc"],
-                "auc": test.get("auc", math.nan),
-                "video_auc": test.get("video_auc", math.nan),
-            }
-        )
-    return sorted(rows, key=lambda row: (row["data"], -row["params_m"], row["method"], row["seed"]))
+    """Rows grouped over seeds: ``n``, and ``<metric>`` / ``<metric>_std`` per metric."""
+    rows = [run_row(r) for r in records if r.get("status") == "done"]
+    key = lambda row: (row["data"], -row["params_m"], row["model"], row["method"])  # noqa: E731
+    grouped = []
+    for _, members in groupby(sorted(rows, key=key), key=key):
+        members = list(members)
+        out = {k: members[0][k] for k in ("data", "model", "method", "params_m", "gflops")}
+        out["n"] = len(members)
+        for m in METRICS:
+            values = [row[m] for row in members]
+            out[m] = statistics.fmean(values)
+            out[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
+        grouped.append(out)
+    return grouped
 
 
 def data_label(data: dict) -> str:
@@ -37,7 +48,7 @@ def data_label(data: dict) -> str:
 
 def model_label(model: dict) -> str:
     kwargs = model.get("kwargs") or {}
-    if "branch" in kwargs and kwargs["branch"] != "both":
+    if kwargs.get("branch", "both") != "both":
         return f"{model['name']} ({kwargs['branch']} only)"
     return model["name"]
 
@@ -48,18 +59,26 @@ def method_label(method: dict) -> str:
     return method["name"] + (f" [{shown}]" if shown else "")
 
 
+def mean_std(mean: float, std: float) -> str:
+    return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
 def summary_table(records: list[dict], title: str = "kdbench results") -> Table:
-    table = Table(title=title, caption="GFLOPs: fvcore, one multiply-add = one flop; test split")
-    for name, justify in [
-        ("data", "left"), ("model", "left"), ("method", "left"), ("seed", "right"),
-        ("params (M)", "right"), ("GFLOPs", "right"), ("ACC", "right"), ("AUC", "right"),
-        ("video AUC", "right"),
-    ]:  # fmt: skip
-        table.add_column(name, justify=justify)
+    table = Table(
+        title=title,
+        caption="test split, best validation epoch; mean ± std over n seeds; "
+        "GFLOPs per image, fvcore (one multiply-add = one flop)",
+    )
+    for name in ("data", "model", "method", "n", "params (M)", "GFLOPs", "ACC", "AUC", "video AUC"):
+        table.add_column(name, justify="left" if name in ("data", "model", "method") else "right")
     for row in summary_rows(records):
         table.add_row(
-            row["data"], row["model"], row["method"], str(row["seed"]),
-            f"{row['params_m']:.2f}", f"{row['gflops']:.3f}", f"{row['acc']:.3f}",
-            f"{row['auc']:.3f}", f"{row['video_auc']:.3f}",
-        )  # fmt: skip
+            row["data"],
+            row["model"],
+            row["method"],
+            str(row["n"]),
+            f"{row['params_m']:.2f}",
+            f"{row['gflops']:.3f}",
+            *(mean_std(row[m], row[f"{m}_std"]) for m in METRICS),
+        )
     return table

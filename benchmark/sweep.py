@@ -19,7 +19,7 @@ from kdbench.config import (
 )
 from kdbench.registry import METHODS
 
-SPEC_KEYS = ("name", "description", "base", "grid", "methods", "extra")
+SPEC_KEYS = ("name", "description", "extends", "base", "grid", "methods", "extra")
 
 
 @dataclass
@@ -34,11 +34,25 @@ class Plan:
 
 
 def load_spec(path: str | None = None, preset: str | None = None) -> dict:
+    """A sweep spec from a file or a preset; ``extends: PRESET`` starts from that preset."""
     spec = load_preset(preset) if preset else load_yaml(path)
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
         raise ConfigError(f"sweep keys {unknown} are not known (expected: {', '.join(SPEC_KEYS)})")
+    if "extends" in spec:
+        spec = merge(load_spec(preset=spec.pop("extends")), spec)
     return spec
+
+
+def merge(parent: dict, child: dict) -> dict:
+    """``child`` over ``parent``: mappings merge key by key, anything else is replaced."""
+    out = copy.deepcopy(parent)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def expand(spec: dict) -> Plan:
@@ -121,7 +135,9 @@ def run_local(plan: Plan, results: Path, progress: bool | None = None, log=print
 
 
 def describe(cfg: RunConfig) -> str:
-    params = ",".join(f"{k}={v}" for k, v in sorted(cfg.method.params.items()))
-    method = cfg.method.name + (f"[{params}]" if params else "")
-    data = ",".join(f"{k}={v}" for k, v in sorted(cfg.data.params.items()) if k != "seed")
-    return f"{cfg.data.name}[{data}] {cfg.student.name} {method} seed={cfg.seed}"
+    """A one-line label of a run for logs: data, model, method, seed."""
+    from kdbench.summary import data_label, method_label, model_label
+
+    parts = asdict(cfg)
+    models = model_label(parts["student"]), method_label(parts["method"])
+    return f"{data_label(parts['data'])} | {' | '.join(models)} | seed {cfg.seed}"
