@@ -116,6 +116,8 @@ def cmd_run(args) -> int:
     if bool(args.config) == bool(args.preset):
         raise ConfigError("give either a config file or --preset NAME (not both)")
     data = load_preset(args.preset) if args.preset else load_yaml(args.config)
+    if "grid" in data:
+        raise ConfigError("that is a sweep spec, not a run config: use `kdbench demo --preset NAME`")
     cfg = build_config(data, args.overrides)
     validate(cfg)
     plan = Plan()
