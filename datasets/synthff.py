@@ -42,8 +42,8 @@ IRIS_COLOURS = np.array([[60, 40, 25], [70, 110, 150], [80, 110, 70], [40, 30, 2
 class SynthFFSpec:
     """Everything that determines a SynthFF corpus; equal specs give identical corpora."""
 
-    videos: int = 240  # total videos, half real and half fake
-    frames: int = 4  # frames per video
+    videos: int = 800  # total videos, half real and half fake (fewer: nets memorise identities)
+    frames: int = 2  # frames per video
     size: int = 64  # image side in pixels (even)
     quality: str = "hq"  # "raw" (no JPEG) | "hq" | "lq"
     seed: int = 0
@@ -465,8 +465,8 @@ class SynthFF(Dataset):
         self,
         split: str = "train",
         *,
-        videos: int = 240,
-        frames: int = 4,
+        videos: int = 800,
+        frames: int = 2,
         size: int = 64,
         quality: str = "hq",
         seed: int = 0,

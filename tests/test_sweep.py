@@ -68,7 +68,7 @@ def test_demo_is_a_one_seed_slice_of_paper():
     assert {c.run_id() for c in demo.runs()} <= {c.run_id() for c in paper.runs()}
     methods = {(c.method.name, c.method.params.get("homogenize")) for c in demo.students}
     assert ("two-in-one", "pcgrad") in methods and ("feat-both", None) in methods
-    branches = {c.student.kwargs.get("branch") for c in demo.students}
+    branches = {c.student.kwargs.get("branch") for c in paper.students}
     assert {"spatial", "frequency"} <= branches  # the single-branch teachers of the ablation
 
 
