@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
-	$(PY) -c "import torch, torchvision, timm, cv2; cv2.data.haarcascades"
+	@# fail here, not in a test, if torch and torchvision's compiled ops do not match
+	$(PY) -c "import torch, torchvision, timm, cv2; torchvision.ops.nms(torch.zeros(1, 4), torch.ones(1), 0.5); cv2.data.haarcascades"
 	touch $(STAMP)
 
 install: $(STAMP)
