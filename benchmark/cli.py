@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from kdbench.config import ConfigError, build_config, load_preset, load_yaml, preset_names
 from kdbench.registry import DATASETS, METHODS, MODELS, UnknownNameError, load_plugin
@@ -24,8 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except (ConfigError, UnknownNameError) as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 2
+
+
+def say(text: str) -> None:
+    """A log line, printed as is (run labels contain ``[...]``, which rich would eat)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -117,14 +123,14 @@ def cmd_run(args) -> int:
         raise ConfigError("give either a config file or --preset NAME (not both)")
     data = load_preset(args.preset) if args.preset else load_yaml(args.config)
     if "grid" in data:
-        raise ConfigError("that is a sweep spec, not a run config: use `kdbench demo --preset NAME`")
+        raise ConfigError("a sweep spec, not a run config: try `kdbench demo --preset NAME`")
     cfg = build_config(data, args.overrides)
     validate(cfg)
     plan = Plan()
     cfg = resolve_teacher(cfg, plan)
     for teacher in plan.teachers:
         console.print(f"training the teacher first: run {teacher.run_id()}")
-        run_local(Plan(teachers=[teacher]), args.results, log=console.print)
+        run_local(Plan(teachers=[teacher]), args.results, log=say)
     record = run(cfg, args.results)
     path = args.results / "runs" / f"{record['run_id']}.json"
     test = record["best"]["test"]
@@ -139,7 +145,7 @@ def cmd_demo(args) -> int:
     started = time.time()
     plan = expand(load_spec(preset=args.preset))
     console.print(f"demo: {len(plan.teachers)} teacher run(s), {len(plan.students)} student runs")
-    records = run_local(plan, args.results, log=console.print)
+    records = run_local(plan, args.results, log=say)
     print_summary(records, f"kdbench demo ({args.preset})")
     failed = [r for r in records if r.get("status") != "done"]
     console.print(f"wall time {time.time() - started:.0f} s; results in {args.results / 'runs'}")

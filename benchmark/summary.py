@@ -6,6 +6,7 @@ import math
 import statistics
 from itertools import groupby
 
+from rich.markup import escape
 from rich.table import Table
 
 METRICS = ("acc", "auc", "video_auc")
@@ -75,7 +76,7 @@ def summary_table(records: list[dict], title: str = "kdbench results") -> Table:
         table.add_row(
             row["data"],
             row["model"],
-            row["method"],
+            escape(row["method"]),
             str(row["n"]),
             f"{row['params_m']:.2f}",
             f"{row['gflops']:.3f}",
