@@ -22,7 +22,7 @@ from kdbench.models import build_model
 from kdbench.registry import METHODS
 
 TEACHER = ("dual-branch", {"spatial": "resnet18", "frequency": "resnet18"})
-STUDENT = "mobilenetv3_small_050"
+STUDENT = "resnet10t"  # the paper preset's student
 
 
 @dataclass

@@ -7,7 +7,7 @@ prints the same steps as ratios measured alternately in one process.
 import pytest
 import torch
 
-from kdbench.bench import TEACHER, method_setup, plain_step, synthetic_batch
+from kdbench.bench import STUDENT, TEACHER, method_setup, plain_step, synthetic_batch
 from kdbench.harness import train_step
 from kdbench.models import build_model
 from kdbench.registry import METHODS
@@ -28,7 +28,7 @@ def batch():
 
 def test_plain_pytorch_bound(benchmark, teacher, batch):
     torch.manual_seed(0)
-    student = build_model("mobilenetv3_small_050", 2).train()
+    student = build_model(STUDENT, 2).train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-3)
     benchmark(plain_step, teacher, student, optimizer, batch)
 
