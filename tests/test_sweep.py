@@ -66,8 +66,9 @@ def test_demo_is_a_one_seed_slice_of_paper():
     assert {c.seed for c in paper.students} == {0, 1, 2}
     assert {c.seed for c in demo.students} == {0}
     assert {c.run_id() for c in demo.runs()} <= {c.run_id() for c in paper.runs()}
-    methods = {(c.method.name, c.method.params.get("homogenize")) for c in demo.students}
+    methods = {(c.method.name, c.method.params.get("homogenize")) for c in paper.students}
     assert ("two-in-one", "pcgrad") in methods and ("feat-both", None) in methods
+    assert {c.method.name for c in demo.students} == {m for m, _ in methods}
     branches = {c.student.kwargs.get("branch") for c in paper.students}
     assert {"spatial", "frequency"} <= branches  # the single-branch teachers of the ablation
 
