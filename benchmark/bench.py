@@ -69,7 +69,7 @@ def plain_step(teacher, student, optimizer, batch: dict) -> None:
     optimizer.step()
 
 
-def method_setup(name: str, teacher, batch: dict, size: int, num_samples: int) -> Setup:
+def method_setup(name: str, teacher, batch: dict, num_samples: int) -> Setup:
     torch.manual_seed(0)
     student = build_model(STUDENT, 2)
     with torch.no_grad():
@@ -100,7 +100,7 @@ def bench_methods(
 
     timed, ratio = {}, {}
     for name in dict.fromkeys(["vanilla", *names]):
-        setup = method_setup(name, teacher, batch, size, num_samples)
+        setup = method_setup(name, teacher, batch, num_samples)
         timed[name], bound_ms = paired_ms(lambda s=setup: train_step(s, batch), bound, steps)
         ratio[name] = timed[name] / bound_ms
     return [BenchRow(n, timed[n], ratio[n], ratio[n] / ratio["vanilla"]) for n in names]

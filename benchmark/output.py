@@ -26,6 +26,3 @@ class Output:
 
             raise KeyError(unknown_message("feature", name, self.features))
         return self.features[name]
-
-    def detach(self) -> Output:
-        return Output(self.logits.detach(), {k: v.detach() for k, v in self.features.items()})

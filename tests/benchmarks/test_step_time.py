@@ -35,6 +35,6 @@ def test_plain_pytorch_bound(benchmark, teacher, batch):
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_method_step(benchmark, name, teacher, batch):
-    setup = method_setup(name, teacher, batch, SIZE, SAMPLES)
+    setup = method_setup(name, teacher, batch, SAMPLES)
     losses = benchmark(train_step, setup, batch)
     assert all(torch.isfinite(v) for v in losses.values())
