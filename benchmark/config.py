@@ -37,6 +37,10 @@ class TeacherConfig(ModelConfig):
     # on the same data with this seed and these ``train`` overrides (see kdbench.sweep).
     seed: int = 0
     train: dict = field(default_factory=dict)
+    # Computation: bf16 autocast where the device does bf16 natively ("auto"), or forced.
+    precision: str = "auto"  # auto | fp32 | bf16
+    # Reuse stored teacher outputs when the dataset has fixed views (same numbers, less time).
+    cache: bool = True
 
 
 @dataclass
@@ -83,13 +87,16 @@ class RunConfig:
         """A content hash of everything that defines the experiment (not where it runs)."""
         data = asdict(self)
         for key in NOT_HASHED:
-            section, _, leaf = key.rpartition(".")
-            (data[section] if section else data).pop(leaf)
+            *sections, leaf = key.split(".")
+            node = data
+            for section in sections:
+                node = node.get(section) or {}  # no teacher: nothing to drop
+            node.pop(leaf, None)
         blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-NOT_HASHED = ("device", "data.workers", "data.eval_batch_size")
+NOT_HASHED = ("device", "data.workers", "data.eval_batch_size", "teacher.cache")
 
 
 class ConfigError(ValueError):

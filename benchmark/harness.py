@@ -25,9 +25,24 @@ from kdbench.cost import FLOP_CONVENTION, count_params, measure_cost
 from kdbench.method import Context, Method, build_method, check_params
 from kdbench.metrics import classification_metrics
 from kdbench.models import build_model, model_names
-from kdbench.output import Output
 from kdbench.registry import DATASETS, METHODS, UnknownNameError, unknown_message
-from kdbench.results import checkpoint_dir, git_sha, package_versions, read_result, write_json
+from kdbench.results import (
+    cache_root,
+    checkpoint_dir,
+    git_sha,
+    package_versions,
+    read_result,
+    write_json,
+)
+from kdbench.teacher import (
+    PRECISIONS,
+    CachedTeacher,
+    LiveTeacher,
+    TeacherCache,
+    ViewSampler,
+    cacheable,
+    teacher_dtype,
+)
 
 SPLITS = ("train", "val", "test")
 LR_SCHEDULES = ("cosine", "step", "constant")
@@ -41,9 +56,11 @@ class Setup:
     loaders: dict[str, DataLoader]
     student: nn.Module
     teacher: nn.Module | None
+    teacher_outputs: LiveTeacher | CachedTeacher | None  # what a step's teacher side calls
     method: Method
     optimizer: torch.optim.Optimizer
     device: torch.device
+    notes: dict  # how the teacher side ran (precision, cache), for the run's record
 
 
 def validate(cfg: RunConfig) -> None:
@@ -60,6 +77,8 @@ def validate(cfg: RunConfig) -> None:
             f"method {cfg.method.name!r} distils from a teacher: set teacher.name and "
             "teacher.run (a teacher run id) or teacher.checkpoint"
         )
+    if cfg.teacher and cfg.teacher.precision not in PRECISIONS:
+        raise ConfigError(unknown_message("teacher.precision", cfg.teacher.precision, PRECISIONS))
     if cfg.train.optimizer not in OPTIMIZERS:
         raise ConfigError(unknown_message("optimizer", cfg.train.optimizer, OPTIMIZERS))
     if cfg.train.schedule not in LR_SCHEDULES:
@@ -116,16 +135,39 @@ def build(cfg: RunConfig, results: Path) -> Setup:
         cfg.student.name, num_classes, cfg.student.checkpoint, **cfg.student.kwargs
     )
     student = place(student, device)
-    method_cls = METHODS.get(cfg.method.name)
-    teacher = load_teacher(cfg, num_classes, results, device) if method_cls.needs_teacher else None
+    teacher, weights = None, None
+    if METHODS.get(cfg.method.name).needs_teacher:
+        teacher, weights = load_teacher(cfg, num_classes, results, device)
     ctx = dry_run(student, teacher, datasets["train"], num_classes, device)
     method = build_method(cfg.method.name, ctx, cfg.method.params).to(device)
     params = list(student.parameters()) + list(method.parameters())
-    return Setup(loaders, student, teacher, method, make_optimizer(params, cfg), device)
+    outputs, notes = teacher_side(cfg, teacher, weights, method, datasets["train"], device)
+    optimizer = make_optimizer(params, cfg)
+    return Setup(loaders, student, teacher, outputs, method, optimizer, device, notes)
 
 
-def load_teacher(cfg: RunConfig, num_classes: int, results: Path, device) -> nn.Module:
-    """The frozen teacher, from a finished teacher run in ``results`` or a checkpoint file."""
+def teacher_side(cfg: RunConfig, teacher, weights, method: Method, train_set, device):
+    """How each step gets the teacher's outputs: stored ones when the config allows and the
+    dataset has fixed views, else a live pass; plus notes on which, for the run's record."""
+    if teacher is None:
+        return None, {}
+    dtype = teacher_dtype(cfg.teacher.precision, device)
+    live = LiveTeacher(teacher, method.teacher_features(), device, dtype)
+    notes = {"precision": str(dtype).removeprefix("torch."), "features": live.features}
+    reason = "teacher.cache is false" if not cfg.teacher.cache else cacheable(train_set)
+    if reason:
+        return live, notes | {"cache": False, "cache_reason": reason}
+    started = time.perf_counter()
+    store = TeacherCache(cache_root(), weights, train_set, dtype, device)
+    table = store.table(live, cfg.data.eval_batch_size)
+    took = time.perf_counter() - started
+    cached = CachedTeacher(table, train_set.num_views, device)
+    return cached, notes | {"cache": True, "cache_dir": str(store.folder), "cache_load_s": took}
+
+
+def load_teacher(cfg: RunConfig, num_classes: int, results: Path, device) -> tuple:
+    """The frozen teacher and its weights file, from a finished teacher run in ``results`` or
+    a checkpoint file."""
     t = cfg.teacher
     checkpoint = t.checkpoint
     if t.run:
@@ -145,7 +187,7 @@ def load_teacher(cfg: RunConfig, num_classes: int, results: Path, device) -> nn.
         raise ConfigError("the teacher needs weights: set teacher.run or teacher.checkpoint")
     teacher = build_model(t.name, num_classes, checkpoint, **t.kwargs)
     teacher.eval().requires_grad_(False)
-    return place(teacher, device)
+    return place(teacher, device), Path(checkpoint)
 
 
 def dry_run(student, teacher, train_set: Dataset, num_classes: int, device) -> Context:
@@ -164,7 +206,7 @@ def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:
     setup.student.train()
     setup.method.train()
     loader = setup.loaders["train"]
-    loader.generator.manual_seed(seed * 100_003 + epoch)  # same order after a resume
+    loader.sampler.set_epoch(seed, epoch)  # the same batches after a resume
     totals: dict[str, torch.Tensor] = {}
     steps, wait, started = 0, 0.0, time.perf_counter()
     with progress_bar(progress, f"epoch {epoch + 1}", len(loader)) as advance:
@@ -180,14 +222,20 @@ def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:
     terms = {name: float(total) / max(steps, 1) for name, total in totals.items()}
     lr = setup.optimizer.param_groups[0]["lr"]
     took = time.perf_counter() - started
-    return {"epoch": epoch + 1, "lr": lr, "train": terms, "time_s": took, "data_wait_s": wait}
+    return {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train": terms,
+        "steps": steps,
+        "time_s": took,
+        "data_wait_s": wait,  # time the loop waited for batches (the loader's share)
+    }
 
 
 def train_step(setup: Setup, batch: dict) -> dict[str, torch.Tensor]:
-    images = batch["image"]
+    t_out = setup.teacher_outputs(batch) if setup.teacher_outputs else None
     with autocast(setup.device):
-        s_out = setup.student(images)
-        t_out = teacher_forward(setup.teacher, images)
+        s_out = setup.student(batch["image"])
         losses = setup.method.losses(batch, s_out, t_out)
     for name, value in losses.items():
         if not torch.isfinite(value):
@@ -196,13 +244,6 @@ def train_step(setup: Setup, batch: dict) -> dict[str, torch.Tensor]:
     setup.method.backward(losses, s_out)
     setup.optimizer.step()
     return losses
-
-
-def teacher_forward(teacher: nn.Module | None, images: torch.Tensor) -> Output | None:
-    if teacher is None:
-        return None
-    with torch.no_grad():
-        return teacher(images)
 
 
 @torch.no_grad()
@@ -225,12 +266,11 @@ def make_loader(dataset: Dataset, cfg: RunConfig, split: str, device) -> DataLoa
     return DataLoader(
         dataset,
         batch_size=cfg.data.batch_size if train else cfg.data.eval_batch_size,
-        shuffle=train,
+        sampler=ViewSampler(len(dataset), getattr(dataset, "num_views", None)) if train else None,
         drop_last=train and len(dataset) > cfg.data.batch_size,
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=device.type == "cuda",
-        generator=torch.Generator() if train else None,
     )
 
 
@@ -300,6 +340,7 @@ def finished_record(cfg: RunConfig, setup: Setup, history: list[dict], results: 
             "image_shape": list(image_shape),
         }
         | {f"{s}_size": len(loader.dataset) for s, loader in setup.loaders.items()},
+        "teacher": setup.notes or None,
         "checkpoint": str(Path("checkpoints") / run_id / "model.pt"),
         "device": str(setup.device),
         "finished": now(),

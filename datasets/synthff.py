@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from kdbench.registry import DATASETS
+from kdbench.results import cache_root
 
 QUALITIES = ("raw", "hq", "lq")
 SPLITS = ("train", "val", "test")
@@ -131,8 +132,7 @@ def load(spec: SynthFFSpec, cache: bool = True) -> SynthFFCorpus:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("KDBENCH_CACHE") or Path.home() / ".cache" / "kdbench"
-    return Path(root) / "synthff"
+    return cache_root() / "synthff"
 
 
 def write_corpus(corpus: SynthFFCorpus, path: Path) -> None:
@@ -456,7 +456,8 @@ class SynthFF(Dataset):
     """One split of a SynthFF corpus.
 
     Each item: ``{"image": float32 [3, H, W] ImageNet-normalised, "label": int64 scalar tensor,
-    "video": str, "index": int}``; ``augment`` flips train images horizontally at random.
+    "video": str, "index": int, "view": int}``. ``augment`` gives train images two views, as is
+    and flipped horizontally: key ``(index, view)`` picks one, a plain index picks at random.
     """
 
     num_classes = 2
@@ -486,17 +487,25 @@ class SynthFF(Dataset):
         self.videos = [corpus.videos[i] for i in keep]
         self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        self.num_views = 2 if self.augment else 1
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the items do (corpus, split, views): keys cached teacher outputs."""
+        return f"synthff-{self.spec.digest()}-{self.split}-views{self.num_views}"
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, view = key if isinstance(key, tuple) else (key, None)
+        if view is None:
+            view = int(torch.randint(self.num_views, ()))
         image = (self.images[index].float() / 255 - self.mean) / self.std
-        if self.augment and torch.rand(()) < 0.5:
-            image = image.flip(-1)
         return {
-            "image": image,
+            "image": image.flip(-1) if view == 1 else image,
             "label": torch.tensor(self.labels[index], dtype=torch.int64),
             "video": self.videos[index],
             "index": index,
+            "view": view,
         }

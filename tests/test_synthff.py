@@ -219,7 +219,7 @@ def test_dataset_items(cache_root) -> None:
     std = torch.tensor(synthff.IMAGENET_STD).view(3, 1, 1)
     for position, row in enumerate(rows):
         item = data[position]
-        assert set(item) == {"image", "label", "video", "index"}
+        assert set(item) == {"image", "label", "video", "index", "view"} and item["view"] == 0
         assert item["image"].shape == (3, 64, 64) and item["image"].dtype == torch.float32
         assert item["label"].dtype == torch.int64 and item["label"].ndim == 0
         assert item["label"].item() == corpus.labels[row] == data.labels[position]
