@@ -11,6 +11,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -19,48 +20,50 @@ from rich.table import Table
 from kdbench.harness import Setup, train_step
 from kdbench.method import Context, build_method
 from kdbench.models import build_model
-from kdbench.registry import METHODS
+from kdbench.teacher import CachedTeacher, LiveTeacher, teacher_dtype
 
 TEACHER = ("dual-branch", {"spatial": "resnet18", "frequency": "resnet18"})
 STUDENT = "resnet10t"  # the paper preset's student
+CPU = torch.device("cpu")
 
 
 @dataclass
 class BenchRow:
     method: str
-    ms: float  # median ms per training step
-    vs_bound: float  # ratio to the plain-PyTorch step (teacher forward + student step)
-    vs_vanilla: float  # ratio to the vanilla student's step (no teacher at all)
+    live_ms: float  # median ms per step, teacher run live (precision "auto")
+    vs_bound: float  # live step / the fp32 plain-PyTorch step (teacher forward + student step)
+    cached_ms: float  # median ms per step, teacher outputs from the cache
+    cached_vs_vanilla: float  # cached step / the vanilla student's step (no teacher at all)
 
 
-def paired_ms(
-    step: Callable[[], object], reference: Callable[[], object], steps: int, warmup: int = 2
-) -> tuple[float, float]:
-    """Median ms of ``step`` and of ``reference``, timed alternately so drift hits both."""
+def interleaved_ms(fns: list[Callable[[], object]], steps: int, warmup: int = 2) -> list[float]:
+    """Median ms of each of ``fns``, timed in turn step after step so drift hits all alike."""
     for _ in range(warmup):
-        step()
-        reference()
-    times: tuple[list[float], list[float]] = ([], [])
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(steps):
-        for fn, out in ((step, times[0]), (reference, times[1])):
+        for fn, out in zip(fns, times, strict=True):
             start = time.perf_counter()
             fn()
             out.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times[0]), 1000 * statistics.median(times[1])
+    return [1000 * statistics.median(t) for t in times]
 
 
-def synthetic_batch(batch_size: int, size: int, num_samples: int) -> dict:
+def synthetic_batch(batch_size: int, size: int) -> dict:
+    """One batch keyed like a fixed-view dataset's: sample ``i`` of the batch is row ``i``."""
     g = torch.Generator().manual_seed(0)
     return {
         "image": torch.randn(batch_size, 3, size, size, generator=g),
         "label": torch.randint(0, 2, (batch_size,), generator=g),
-        "index": torch.randperm(num_samples, generator=g)[:batch_size],
+        "index": torch.arange(batch_size),
+        "view": torch.zeros(batch_size, dtype=torch.int64),
         "video": [f"v{i}" for i in range(batch_size)],
     }
 
 
 def plain_step(teacher, student, optimizer, batch: dict) -> None:
-    """The lower bound, without kdbench: teacher forward, student CE step."""
+    """The lower bound, without kdbench: fp32 no-grad teacher forward, student CE step."""
     with torch.no_grad():
         teacher(batch["image"])
     loss = F.cross_entropy(student(batch["image"]).logits, batch["label"])
@@ -69,27 +72,30 @@ def plain_step(teacher, student, optimizer, batch: dict) -> None:
     optimizer.step()
 
 
-def method_setup(name: str, teacher, batch: dict, num_samples: int) -> Setup:
+def method_setup(name: str, teacher, batch: dict, cached: bool = False) -> Setup:
+    """A harness ``Setup`` for method ``name`` on ``batch``, its teacher live or cached."""
     torch.manual_seed(0)
     student = build_model(STUDENT, 2)
     with torch.no_grad():
-        ctx = Context(
-            student.eval()(batch["image"][:2]), teacher(batch["image"][:2]), 2, num_samples
-        )
+        ctx = Context(student.eval()(batch["image"][:2]), teacher(batch["image"][:2]), 2, 1024)
     method = build_method(name, ctx, {})
-    uses_teacher = METHODS.get(name).needs_teacher
     params = list(student.train().parameters()) + list(method.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-3)
-    device = torch.device("cpu")
-    return Setup({}, student, teacher if uses_teacher else None, method, optimizer, device)
+    outputs = teacher_outputs(teacher, method, batch, cached) if method.needs_teacher else None
+    return Setup({}, student, teacher, outputs, method, optimizer, CPU, {})
 
 
-def bench_methods(
-    names: list[str], steps: int = 10, batch_size: int = 64, size: int = 64
-) -> list[BenchRow]:
-    """Median step time of each method, and its ratios to the bound and to vanilla."""
-    num_samples = 1024
-    batch = synthetic_batch(batch_size, size, num_samples)
+def teacher_outputs(teacher, method, batch: dict, cached: bool) -> LiveTeacher | CachedTeacher:
+    live = LiveTeacher(teacher, method.teacher_features(), CPU, teacher_dtype("auto", CPU))
+    if not cached:
+        return live
+    table = {k: v.clone() for k, v in live.raw(batch["image"]).items()}
+    return CachedTeacher(table, views=1, device=CPU)
+
+
+def bench_methods(names: list[str], steps: int = 10, batch_size: int = 64, size: int = 64):
+    """Step times of each method (teacher live and cached) and their ratios."""
+    batch = synthetic_batch(batch_size, size)
     teacher = build_model(TEACHER[0], 2, image_size=size, **TEACHER[1]).eval()
     teacher.requires_grad_(False)
     student = build_model(STUDENT, 2).train()
@@ -98,21 +104,44 @@ def bench_methods(
     def bound() -> None:
         plain_step(teacher, student, optimizer, batch)
 
-    timed, ratio = {}, {}
+    rows, vanilla = [], None
     for name in dict.fromkeys(["vanilla", *names]):
-        setup = method_setup(name, teacher, batch, num_samples)
-        timed[name], bound_ms = paired_ms(lambda s=setup: train_step(s, batch), bound, steps)
-        ratio[name] = timed[name] / bound_ms
-    return [BenchRow(n, timed[n], ratio[n], ratio[n] / ratio["vanilla"]) for n in names]
+        live, cached = (method_setup(name, teacher, batch, c) for c in (False, True))
+        steps_of = [partial(train_step, live, batch), partial(train_step, cached, batch)]
+        live_ms, cached_ms, bound_ms = interleaved_ms([*steps_of, bound], steps)
+        vanilla = vanilla or cached_ms / bound_ms  # the first row: both steps are vanilla's
+        ratio = cached_ms / bound_ms / vanilla
+        rows.append(BenchRow(name, live_ms, live_ms / bound_ms, cached_ms, ratio))
+    return [row for row in rows if row.method in names]
+
+
+def precision_gap(size: int = 64, batch_size: int = 64) -> float:
+    """Max |logit difference| of the bf16-autocast teacher vs fp32 on one random batch."""
+    teacher = build_model(TEACHER[0], 2, image_size=size, **TEACHER[1]).eval()
+    batch = synthetic_batch(batch_size, size)
+    outs = [LiveTeacher(teacher, [], CPU, d)(batch).logits for d in (torch.float32, torch.bfloat16)]
+    return float((outs[0] - outs[1]).abs().max())
 
 
 def bench_table(rows: list[BenchRow], cores: int | None) -> Table:
+    precision = str(teacher_dtype("auto", CPU)).removeprefix("torch.")
     table = Table(
         title=f"ms per training step: {STUDENT} <- {TEACHER[0]} (resnet18 x2), {cores} CPU cores",
-        caption="bound: plain PyTorch no-grad teacher forward + student CE step, same batch",
+        caption=(
+            f"live: teacher forward in {precision} (precision auto) + channels_last; "
+            "cached: stored teacher outputs; bound: plain-PyTorch fp32 no-grad teacher "
+            "forward + student CE step, same batch, timed in turn with each row"
+        ),
     )
-    for col in ("method", "ms/step", "x bound", "x vanilla"):
+    columns = ("method", "live ms", "live x bound", "cached ms", "cached x vanilla")
+    for col in columns:
         table.add_column(col, justify="left" if col == "method" else "right")
     for r in rows:
-        table.add_row(r.method, f"{r.ms:.1f}", f"{r.vs_bound:.2f}", f"{r.vs_vanilla:.2f}")
+        table.add_row(
+            r.method,
+            f"{r.live_ms:.1f}",
+            f"{r.vs_bound:.2f}",
+            f"{r.cached_ms:.1f}",
+            f"{r.cached_vs_vanilla:.2f}",
+        )
     return table

@@ -55,7 +55,7 @@ class DataConfig:
     params: dict = field(default_factory=dict)  # the dataset's keyword arguments
     batch_size: int = 64
     eval_batch_size: int = 256
-    workers: int = 0
+    workers: int | None = None  # DataLoader processes; None: 0 on CPU, up to 8 on CUDA
 
 
 @dataclass

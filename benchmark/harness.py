@@ -262,7 +262,7 @@ def evaluate(setup: Setup, split: str) -> dict[str, float]:
 
 def make_loader(dataset: Dataset, cfg: RunConfig, split: str, device) -> DataLoader:
     train = split == "train"
-    workers = cfg.data.workers
+    workers = cfg.data.workers if cfg.data.workers is not None else default_workers(device)
     return DataLoader(
         dataset,
         batch_size=cfg.data.batch_size if train else cfg.data.eval_batch_size,
@@ -272,6 +272,12 @@ def make_loader(dataset: Dataset, cfg: RunConfig, split: str, device) -> DataLoa
         persistent_workers=workers > 0,
         pin_memory=device.type == "cuda",
     )
+
+
+def default_workers(device: torch.device) -> int:
+    """Loader processes: none on CPU, where they would take cores from the model (datasets
+    keep decoded images in memory); on CUDA enough to keep the GPU fed, one core spared."""
+    return min(8, (os.cpu_count() or 1) - 1) if device.type == "cuda" else 0
 
 
 def make_optimizer(params: list[nn.Parameter], cfg: RunConfig) -> torch.optim.Optimizer:
