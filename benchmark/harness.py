@@ -248,16 +248,24 @@ def train_step(setup: Setup, batch: dict) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def evaluate(setup: Setup, split: str) -> dict[str, float]:
-    """Metrics of the student on ``split`` (frame- and video-level for binary tasks)."""
+    """Metrics of the student on ``split`` (frame- and video-level for binary tasks, and per
+    kind of fake where the dataset names them in ``kinds``)."""
     setup.student.eval()
-    probs, labels, videos = [], [], []
+    kinds = getattr(setup.loaders[split].dataset, "kinds", None)
+    probs, labels, videos, index = [], [], [], []
     for batch in setup.loaders[split]:
         with autocast(setup.device):
             logits = setup.student(batch["image"].to(setup.device)).logits
         probs.append(logits.float().softmax(1).cpu())
         labels.append(batch["label"])
         videos.extend(batch["video"])
-    return classification_metrics(torch.cat(probs).numpy(), torch.cat(labels).numpy(), videos)
+        index.extend(batch["index"].tolist() if kinds is not None else [])
+    return classification_metrics(
+        torch.cat(probs).numpy(),
+        torch.cat(labels).numpy(),
+        videos,
+        [kinds[i] for i in index] if kinds is not None else None,
+    )
 
 
 def make_loader(dataset: Dataset, cfg: RunConfig, split: str, device) -> DataLoader:

@@ -9,13 +9,18 @@ from sklearn.metrics import roc_auc_score
 
 
 def classification_metrics(
-    probs: np.ndarray, labels: np.ndarray, videos: Sequence[str] | None = None
+    probs: np.ndarray,
+    labels: np.ndarray,
+    videos: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """``probs``: [N, C] class probabilities; ``labels``: [N] ints.
 
     Two classes (1 = fake): ``acc``, ``auc`` (of P(fake)) and, given ``videos``, the same at
     video level (``video_acc``, ``video_auc``), each video scored by its mean P(fake) and keyed
     by its full path, so ``Deepfakes/071_054`` and ``Face2Face/071_054`` stay distinct.
+    Given ``kinds`` (each fake's manipulation, e.g. ``Deepfakes``), also ``auc_<kind>``: the
+    AUC of the real samples against that kind's fakes alone.
     More classes: ``acc`` and ``top5``.
     """
     probs = np.asarray(probs, dtype=np.float64)
@@ -30,7 +35,18 @@ def classification_metrics(
         video_labels, video_scores = per_video(labels, probs[:, 1], videos)
         out["video_acc"] = float(np.mean((video_scores >= 0.5) == video_labels))
         out["video_auc"] = binary_auc(video_labels, video_scores)
+    if kinds is not None:
+        out |= auc_per_kind(labels, probs[:, 1], np.asarray(kinds, dtype=str))
     return out
+
+
+def auc_per_kind(labels: np.ndarray, scores: np.ndarray, kinds: np.ndarray) -> dict[str, float]:
+    """``auc_<kind>`` for each kind of fake: reals against that kind's fakes only."""
+    real = labels == 0
+    return {
+        f"auc_{kind}": binary_auc(labels[real | (kinds == kind)], scores[real | (kinds == kind)])
+        for kind in sorted(set(kinds[labels == 1]))
+    }
 
 
 def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -484,6 +484,7 @@ class SynthFF(Dataset):
         self.images = torch.from_numpy(corpus.images[keep]).permute(0, 3, 1, 2).contiguous()
         self.labels = corpus.labels[keep]
         self.artifacts = corpus.artifacts[keep]
+        self.kinds = self.artifacts  # per-kind test AUC: spatial / frequency / both
         self.videos = [corpus.videos[i] for i in keep]
         self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)

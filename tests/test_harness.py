@@ -29,6 +29,8 @@ def test_a_run_writes_a_complete_record(tiny, tmp_path):
     assert [e["epoch"] for e in record["history"]] == [1, 2]
     assert set(record["history"][0]["train"]) == {"ce"}
     assert {"acc", "auc", "video_acc", "video_auc"} <= set(record["last"]["test"])
+    per_kind = {k for k in record["last"]["test"] if k.startswith("auc_")}
+    assert per_kind and per_kind <= {"auc_spatial", "auc_frequency", "auc_both"}
     assert record["cost"]["student"]["params"] == 570_274  # mobilenetv3_small_050, 2 classes
     assert record["cost"]["student"]["flops"] > 0 and record["cost"]["teacher"] is None
     assert "multiply-add" in record["cost"]["flop_convention"]

@@ -49,3 +49,15 @@ def test_multiclass_gives_top1_and_top5():
     probs[3] = np.linspace(0, 1, 10)  # true class 3 ranks 7th
     m = classification_metrics(probs, np.array([0, 1, 2, 3]))
     assert m == {"acc": 0.75, "top5": 0.75}
+
+
+def test_auc_per_kind_compares_reals_with_one_kind_of_fake():
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    kinds = ["none", "none", "none", "spatial", "spatial", "frequency", "frequency"]
+    p = np.array([0.1, 0.5, 0.3, 0.9, 0.2, 0.4, 0.6])
+    m = classification_metrics(binary_probs(p), labels, kinds=kinds)
+    real = slice(0, 3)
+    spatial = np.r_[p[real], p[3:5]], [0, 0, 0, 1, 1]
+    assert m["auc_spatial"] == pytest.approx(roc_auc_score(spatial[1], spatial[0]))
+    assert m["auc_frequency"] == pytest.approx(5 / 6)  # 0.4 beats 0.1, 0.3; 0.6 beats all three
+    assert "auc_none" not in m
