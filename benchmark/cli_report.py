@@ -32,7 +32,8 @@ def add_commands(subparsers) -> None:
         help="flag a published number further than this many points from ours (default 1.0)",
     )
     report.add_argument(
-        "--metric", help="headline metric (default: the one runs selected their best epoch by)"
+        "--metric",
+        help="headline metric where recorded (default: the one runs picked their best epoch by)",
     )
     report.set_defaults(func=cmd_report)
 

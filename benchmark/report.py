@@ -341,11 +341,10 @@ def analyse(
     name: str, runs: pd.DataFrame, history: pd.DataFrame, metric: str | None
 ) -> DatasetReport:
     """Group one dataset's runs, compare each group with its vanilla student, mark the Pareto
-    fronts and put the groups in table order; ``metric`` None: the headline metric."""
+    fronts and put the groups in table order. The headline ``metric`` falls back to the one the
+    runs selected their best epoch by where this dataset does not record it."""
     metrics = metric_columns(runs)
-    metric = metric or headline_metric(runs, metrics)
-    if metric not in metrics:
-        raise ReportInputError(f"{name}: no metric {metric!r} (recorded: {', '.join(metrics)})")
+    metric = metric if metric in metrics else headline_metric(runs, metrics)
     groups = add_gains(summarise(runs, metrics), runs, metric)
     groups["pareto_gflops"] = pareto_mask(groups["gflops"], groups[metric])
     groups["pareto_params"] = pareto_mask(groups["params_m"], groups[metric])
@@ -541,6 +540,8 @@ def write_report(
     reports = [
         analyse(name, part, history, metric) for name, part in runs.groupby("dataset", sort=True)
     ]
+    if metric and reports and all(r.metric != metric for r in reports):
+        raise ReportInputError(f"no dataset records the metric {metric!r}")
     deltas = reference_deltas(
         pd.concat([r.groups for r in reports]) if reports else pd.DataFrame(),
         load_references(references),

@@ -429,6 +429,19 @@ def test_bad_run_file_is_one_clear_line_and_writes_nothing(tmp_path, capsys, con
     assert not (tmp_path / "out").exists()
 
 
+def test_metric_option_applies_where_recorded(tmp_path, capsys):
+    results = write_runs(tmp_path / "results", synthff_runs() + cifar_runs())
+    assert main(["report", str(results), "--metric", "top5"]) == 2
+    assert "no dataset records the metric 'top5'" in capsys.readouterr().err
+    records = synthff_runs() + cifar_runs()
+    runs, history = runs_frame(records), history_frame(records)
+    by_dataset = {name: part for name, part in runs.groupby("dataset")}
+    assert (
+        analyse("synthff lq", by_dataset["synthff lq"], history, "video_auc").metric == "video_auc"
+    )
+    assert analyse("cifar100", by_dataset["cifar100"], history, "video_auc").metric == "acc"
+
+
 def test_folder_without_runs_is_one_clear_line(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
