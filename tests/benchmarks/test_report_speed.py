@@ -2,7 +2,9 @@
 
 The runs look like a real sweep: RepDistiller's 13 CIFAR-100 pairs (240 epochs of history each)
 and SynthFF at three qualities with two students and eleven methods, seeds until 1,000 runs,
-a few of them failed. ``pytest tests/benchmarks/test_report_speed.py --benchmark-only``.
+a few of them failed. ``pytest tests/benchmarks/test_report_speed.py --benchmark-only``; on a
+shared machine add ``--benchmark-timer=time.process_time`` (the report is single-threaded, so
+its CPU time is its wall time on an idle machine).
 """
 
 from __future__ import annotations
