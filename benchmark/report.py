@@ -183,7 +183,8 @@ def variant_labels(frame: pd.DataFrame, configs: Sequence[dict]) -> pd.Series:
     recipe found in a cell becomes its own row, labelled by what sets it apart.
     """
     flat = pd.json_normalize(list(configs), sep=".")
-    flat = flat[[c for c in flat.columns if is_recipe_key(c)]].map(show)
+    # a key some runs lack (written by an older kdbench) is unknown there, not different
+    flat = flat[[c for c in flat.columns if is_recipe_key(c)]].map(show, na_action="ignore")
     flat.index = frame.index
     varies = flat.groupby([frame[c] for c in CELL], sort=False).transform("nunique") > 1
     labels = pd.Series("", index=frame.index, dtype=object)
@@ -403,7 +404,10 @@ def with_variant(method: str, variant: str) -> str:
 
 
 def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
+    """``auc`` → ``AUC``; ``auc_<kind>`` (reals vs one kind of fake) → ``AUC <kind>``."""
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric]
+    return f"AUC {metric.removeprefix('auc_')}" if metric.startswith("auc_") else metric
 
 
 def slugify(text: str) -> str:

@@ -192,6 +192,22 @@ def test_a_different_recipe_is_its_own_row_not_another_seed(lq):
     assert row(lq.groups, "kd {train.epochs=6}")["n"] == 3
 
 
+def test_a_key_older_runs_lack_does_not_split_a_group():
+    runs = [record("resnet10t", seed=s, auc=v) for s, v in VANILLA_AUC.items()]
+    del runs[0]["config"]["train"]["select"]  # written before train.select existed
+    report = analyse("synthff lq", runs_frame(runs), history_frame(runs), "auc")
+    assert report.groups["n"].tolist() == [3]
+
+
+def test_per_kind_auc_columns_are_named_after_the_kind():
+    runs = [record("resnet10t", auc=0.6), record("resnet10t", "kd", auc=0.7, teacher=DUAL)]
+    runs[1]["best"]["test"] |= {"auc_spatial": 0.8, "auc_frequency": 0.55}
+    report = analyse("synthff lq", runs_frame(runs), history_frame(runs), None)
+    columns = dataset_table(report).columns
+    assert columns[-3:] == ["AUC frequency (%)", "AUC spatial (%)", "Δ AUC"]
+    assert row(report.groups, "kd")["auc_spatial"] == pytest.approx(80.0)
+
+
 def test_pareto_mask_on_a_known_set():
     cost = [1.0, 1.0, 2.0, 3.0, 3.0, 4.0, 0.5, math.nan, 2.0]
     score = [70, 60, 80, 80, 85, 84, 50, 99, 80]
