@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from kdbench.cli_report import add_commands as add_report_commands
 from kdbench.config import ConfigError, build_config, load_preset, load_yaml, preset_names
 from kdbench.registry import DATASETS, METHODS, MODELS, UnknownNameError, load_plugin
 
@@ -77,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=int, default=64)
     bench.add_argument("--size", type=int, default=64)
     bench.set_defaults(func=cmd_bench)
+    add_report_commands(sub)
     return p
 
 
@@ -140,6 +142,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from kdbench.cli_report import report_demo
     from kdbench.sweep import expand, load_spec, run_local
 
     started = time.time()
@@ -149,6 +152,7 @@ def cmd_demo(args) -> int:
     print_summary(records, f"kdbench demo ({args.preset})")
     failed = [r for r in records if r.get("status") != "done"]
     console.print(f"wall time {time.time() - started:.0f} s; results in {args.results / 'runs'}")
+    report_demo(args.results, [cfg.run_id() for cfg in plan.runs()])
     return 1 if failed else 0
 
 

@@ -1,0 +1,310 @@
+"""The report as text: its tables (one model, rendered to Markdown and LaTeX booktabs) and
+its pages (README.md, and index.html from the same Markdown)."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from kdbench.report import GROUP, TITLE, DatasetReport, Report, metric_label, with_variant
+
+FLOPS_NOTE = "fvcore counts one multiply-add as one flop (GFLOPs = GMACs)"
+TEST_NOTE = (
+    "two-sided paired t-test over the seeds shared with the vanilla student "
+    "(Welch's t-test where fewer than 2 seeds pair up), no correction for multiple comparisons"
+)
+STARS = ((0.01, "**"), (0.05, "*"))
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+LATEX_SYMBOLS = {
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "—": "--",
+    "<": "$<$",
+    ">": "$>$",
+    "←": r"$\leftarrow$",
+}
+SIGNIFICANCE = re.compile(r"^(?P<number>[+-]?\d+(?:\.\d+)?)(?P<stars>\*+)$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+@dataclass
+class Table:
+    """Cells as display text; ``align`` is l/r per column; ``bold`` holds (row, column)."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    align: str
+    caption: str = ""
+    bold: set[tuple[int, int]] = field(default_factory=set)
+
+
+def dataset_table(report: DatasetReport) -> Table:
+    """The paper table of one dataset: cost, metrics (mean ± std over n seeds), gain, mark."""
+    g = report.groups
+    latency = bool(g["latency_ms"].notna().any())
+    columns = ["method", "student", "teacher", "n", "params (M)", "GFLOPs"]
+    columns += ["latency (ms)"] * latency
+    columns += [f"{metric_label(m)} (%)" for m in report.metrics]
+    columns += [f"Δ {metric_label(report.metric)}"]
+    rows = []
+    for _, row in g.iterrows():
+        method = "vanilla (teacher)" if row["role"] == "teacher" else row["method"]
+        cells = [
+            with_variant(method, row["variant"]),
+            row["student"],
+            row["teacher"] or "—",
+            str(row["n"]),
+            f"{row['params_m']:.2f}",
+            f"{row['gflops']:.3f}",
+        ]
+        cells += [number(row["latency_ms"])] * latency
+        cells += [mean_std(row[m], row[f"{m}_std"]) for m in report.metrics]
+        cells += [signed(row["delta"]) + stars(row["p_value"])]
+        rows.append(cells)
+    first_metric = len(columns) - len(report.metrics) - 1
+    bold = best_cells(rows, g["role"] != "teacher", range(first_metric, len(columns)))
+    caption = (
+        f"{report.name}: test split at the best validation epoch; mean ± std over n seeds (%). "
+        f"Params and GFLOPs (per image) of the deployed student; {FLOPS_NOTE}. "
+        f"Δ: gain over the vanilla student in points; * p < 0.05, ** p < 0.01, {TEST_NOTE}. "
+        "Bold: best student per column."
+    )
+    return Table(columns, rows, "lll" + "r" * (len(columns) - 3), caption, bold)
+
+
+def table_csv(report: DatasetReport) -> pd.DataFrame:
+    """The table's numbers at full precision (metrics and Δ in %), one row per group."""
+    g = report.groups
+    columns = [*GROUP, "role", "n", "seeds", "params_m", "gflops", "latency_ms"]
+    columns += [c for m in report.metrics for c in (m, f"{m}_std")]
+    out = g[[*columns, "delta", "p_value", "test", "pareto_gflops", "pareto_params"]]
+    return out.rename(columns={"delta": f"delta_{report.metric}", "p_value": f"p_{report.metric}"})
+
+
+def reference_table(deltas: pd.DataFrame, tolerance: float) -> Table:
+    columns = ["dataset", "teacher", "student", "method", "metric", "n"]
+    columns += ["ours (%)", "published (%)", "Δ", f"within ±{tolerance:g}"]
+    rows, bold = [], set()
+    for i, (_, d) in enumerate(deltas.iterrows()):
+        rows.append(
+            [
+                d["dataset"],
+                d["teacher"] or "—",
+                d["student"],
+                with_variant(d["method"], d["variant"]),
+                metric_label(d["metric"]),
+                str(d["n"]),
+                mean_std(d["ours"], d["ours_std"]),
+                f"{d['published']:.2f}",
+                signed(d["delta"]),
+                "yes" if d["within"] else "no",
+            ]
+        )
+        if not d["within"]:
+            bold.add((i, len(columns) - 1))
+    caption = (
+        f"Ours vs published; Δ in points; bold 'no': further than {tolerance:g} points from the "
+        f"published value. Sources: {', '.join(sorted(set(deltas['source'])))} "
+        "(results/references)."
+    )
+    return Table(columns, rows, "llllll" + "r" * 4, caption, bold)
+
+
+def failed_table(failed: pd.DataFrame) -> Table:
+    rows = [[str(v) for v in row] for row in failed.itertuples(index=False)]
+    return Table(list(failed.columns), rows, "l" * len(failed.columns))
+
+
+def mean_std(mean: float, std: float, digits: int = 2) -> str:
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def number(value: float, digits: int = 2) -> str:
+    return "—" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def signed(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:+.2f}"
+
+
+def stars(p_value: float) -> str:
+    return next((mark for level, mark in STARS if p_value < level), "")
+
+
+def best_cells(rows: list[list[str]], eligible: Iterable[bool], columns: Iterable[int]) -> set:
+    """(row, column) of the largest displayed value per column among ``eligible`` rows."""
+    eligible = list(eligible)
+    bold = set()
+    for j in columns:
+        values = {i: leading_number(rows[i][j]) for i in range(len(rows)) if eligible[i]}
+        values = {i: v for i, v in values.items() if not math.isnan(v)}
+        if values:
+            top = max(values.values())
+            bold |= {(i, j) for i, v in values.items() if v == top}
+    return bold
+
+
+def leading_number(text: str) -> float:
+    found = re.match(r"[+-]?\d+(\.\d+)?", text)
+    return float(found.group()) if found else math.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown and LaTeX
+
+
+def to_markdown(table: Table) -> str:
+    """A GitHub pipe table (bold as ``**x**``), the caption as a paragraph below it."""
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    rule = ["---:" if a == "r" else ":---" for a in table.align]
+    body = [
+        line([markdown_cell(table, i, j) for j in range(len(table.columns))])
+        for i in range(len(table.rows))
+    ]
+    text = "\n".join([line([markdown_text(c) for c in table.columns]), line(rule), *body])
+    return text + (f"\n\n{table.caption}" if table.caption else "")
+
+
+def markdown_cell(table: Table, i: int, j: int) -> str:
+    text = markdown_text(table.rows[i][j])
+    return f"**{text}**" if (i, j) in table.bold and text else text
+
+
+def markdown_text(text: str) -> str:
+    """Escaped for a pipe table: ``|`` and ``*`` (significance marks) are literal."""
+    return text.replace("|", r"\|").replace("*", r"\*")
+
+
+def to_latex(table: Table, label: str = "") -> str:
+    """A ``table`` float with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
+
+    def line(cells: list[str]) -> str:
+        return " & ".join(cells) + r" \\"
+
+    body = [
+        line([latex_cell(table, i, j) for j in range(len(table.columns))])
+        for i in range(len(table.rows))
+    ]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        rf"\caption{{{latex_text(table.caption)}}}" if table.caption else "",
+        rf"\label{{{label}}}" if label else "",
+        rf"\begin{{tabular}}{{{table.align}}}",
+        r"\toprule",
+        line([latex_text(c) for c in table.columns]),
+        r"\midrule",
+        *body,
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\end{table}",
+    ]
+    return "\n".join(x for x in lines if x) + "\n"
+
+
+def latex_cell(table: Table, i: int, j: int) -> str:
+    """One cell: escaped, symbols as math, a trailing significance mark as a superscript."""
+    text = table.rows[i][j]
+    found = SIGNIFICANCE.match(text)
+    cell = f"{found['number']}$^{{{found['stars']}}}$" if found else latex_text(text)
+    cell = re.sub(r"^-(?=\d)", "$-$", cell)  # a minus sign, not a hyphen
+    return rf"\textbf{{{cell}}}" if (i, j) in table.bold and text else cell
+
+
+def latex_text(text: str) -> str:
+    escaped = "".join(LATEX_SPECIALS.get(ch, ch) for ch in text)
+    return "".join(LATEX_SYMBOLS.get(ch, ch) for ch in escaped)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages
+
+
+def readme(summary: Report, sources: Sequence[str], sections: list[str]) -> str:
+    where = f" from {', '.join(f'`{s}`' for s in sources)}" if sources else ""
+    extra = f"; {summary.duplicates} duplicate run ids counted once" if summary.duplicates else ""
+    head = (
+        f"# {TITLE}\n\n{summary.runs} runs{where}: {summary.finished} finished, "
+        f"{summary.failed} failed{extra}. Written by `kdbench report`; every number is in "
+        "`runs.csv` and `tables/*.csv`, every figure in `plots/` (PNG and SVG).\n"
+    )
+    return "\n".join([head, *sections])
+
+
+def dataset_section(report: DatasetReport, table: Table, plots: dict[str, Path]) -> str:
+    metric = metric_label(report.metric)
+    titles = {
+        "vs-gflops": f"{metric} vs GFLOPs",
+        "vs-params": f"{metric} vs parameters",
+        "bars": f"{metric} per method",
+        "curves": f"validation {metric} per epoch",
+    }
+    images = "\n".join(
+        f"[![{titles[kind]}](plots/{path.name})](plots/{path.with_suffix('.svg').name})"
+        for kind, path in plots.items()
+    )
+    files = " · ".join(
+        f"[{fmt}](tables/{report.slug}.{ext})"
+        for fmt, ext in (("CSV", "csv"), ("LaTeX", "tex"), ("Markdown", "md"))
+    )
+    return f"## {report.name}\n\n{to_markdown(table)}\n\nTable: {files}\n\n{images}\n"
+
+
+def reference_section(table: Table) -> str:
+    return f"## Published references\n\n{to_markdown(table)}\n"
+
+
+def failed_section(failed: pd.DataFrame) -> str:
+    return (
+        f"## Failed runs ({len(failed)})\n\nNot in any table or plot above; "
+        f"their JSONs hold the full traceback.\n\n{to_markdown(failed_table(failed))}\n"
+    )
+
+
+def html_page(markdown: str, title: str) -> str:
+    """A standalone HTML page of ``markdown`` (tables included): opens from disk, no server."""
+    from markdown_it import MarkdownIt  # a dependency of rich
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{PAGE_STYLE}</style>\n</head>\n"
+        f"<body>\n{body}</body>\n</html>\n"
+    )
+
+
+PAGE_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem;
+       color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; }
+thead th { border-bottom: 2px solid #444; }
+img { max-width: 100%; }
+code { background: #f4f4f4; padding: 0 0.2rem; }
+"""

@@ -1,0 +1,490 @@
+"""The report: hand-made run results with known numbers in, tables, plots and deltas out."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib.image
+import pandas as pd
+import pytest
+from scipy import stats
+
+from kdbench.cli import main
+from kdbench.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TeacherConfig
+from kdbench.report import (
+    METRIC_LABELS,
+    REFERENCES,
+    ReportInputError,
+    analyse,
+    history_frame,
+    load_references,
+    load_runs,
+    pareto_mask,
+    reference_deltas,
+    runs_frame,
+    unique_runs,
+    write_report,
+)
+from kdbench.report_plots import dataset_figures
+from kdbench.report_render import dataset_table
+
+LQ = DataConfig(params={"quality": "lq"})
+CIFAR = DataConfig(name="cifar100", params={"root": "/data/cifar-100-python"})
+DUAL = TeacherConfig("dual-branch", run="t" * 12)
+COST = {"resnet10t": (4_923_514, 89_930_752), "dual-branch": (22_399_682, 333_674_496)}
+COST |= {"resnet8x4": (1_233_540, 177_000_000), "resnet32x4": (7_433_860, 1_083_000_000)}
+
+# synthff lq, test AUC by seed (so the table's numbers can be computed by hand)
+VANILLA_AUC = {0: 0.60, 1: 0.62, 2: 0.64}  # mean 62, std 2
+KD_AUC = {0: 0.70, 1: 0.73, 2: 0.73}  # mean 72, std sqrt(3); +10, +11, +9 over vanilla
+FITNETS_AUC = {0: 0.57, 1: 0.64}  # seed 2 failed; mean 60.5: -1.5 below vanilla's 62
+
+
+def record(
+    student: str,
+    method: str = "vanilla",
+    *,
+    seed: int = 0,
+    auc: float | None = None,
+    acc: float | None = None,
+    data: DataConfig = LQ,
+    teacher: TeacherConfig | None = None,
+    epochs: int = 6,
+    **cost_extra,
+) -> dict:
+    """A finished run with these test metrics (AUC given: a detector, whose frame ACC is a
+    little below AUC and video AUC a little above)."""
+    cfg = RunConfig(
+        seed=seed,
+        student=ModelConfig(student),
+        teacher=teacher,
+        method=MethodConfig(method),
+        data=data,
+    )
+    cfg.train.epochs = epochs
+    if auc is None:
+        test = {"acc": acc}
+    else:
+        test = {"acc": auc - 0.05 if acc is None else acc, "auc": auc, "video_auc": auc + 0.01}
+    return finished(cfg, test, **cost_extra)
+
+
+def finished(cfg: RunConfig, test: dict, **cost_extra) -> dict:
+    """A run JSON as the harness writes it: test metrics at the best (last) epoch, a history
+    whose validation curve rises to the same values, the student's params and FLOPs."""
+    epochs = cfg.train.epochs
+    history = [
+        {"epoch": e, "val": {k: v - 0.01 * (epochs - e) for k, v in test.items()}, "test": test}
+        for e in range(1, epochs + 1)
+    ]
+    params, flops = COST[cfg.student.name]
+    return {
+        "run_id": cfg.run_id(),
+        "status": "done",
+        "config": asdict(cfg),
+        "history": history,
+        "best": {"epoch": epochs, "val": history[-1]["val"], "test": test},
+        "last": {"epoch": epochs, "val": history[-1]["val"], "test": test},
+        "cost": {"student": {"params": params, "flops": flops, **cost_extra}},
+        "finished": f"2026-11-24T00:00:{cfg.seed:02d}+00:00",
+    }
+
+
+def failed(student: str, method: str, seed: int, error: str) -> dict:
+    cfg = RunConfig(seed=seed, student=ModelConfig(student), method=MethodConfig(method), data=LQ)
+    cfg.teacher = DUAL
+    return {"run_id": cfg.run_id(), "status": "failed", "config": asdict(cfg), "error": error}
+
+
+def synthff_runs() -> list[dict]:
+    runs = [record("dual-branch", auc=0.90, acc=0.85)]
+    runs += [record("resnet10t", seed=s, auc=v) for s, v in VANILLA_AUC.items()]
+    runs += [record("resnet10t", "kd", seed=s, auc=v, teacher=DUAL) for s, v in KD_AUC.items()]
+    runs += [
+        record("resnet10t", "fitnets", seed=s, auc=v, teacher=DUAL) for s, v in FITNETS_AUC.items()
+    ]
+    runs.append(failed("resnet10t", "fitnets", 2, "RuntimeError: boom\nTraceback: ..."))
+    # the same cell, another recipe: its own row, never a fourth seed of kd
+    runs.append(record("resnet10t", "kd", seed=0, auc=0.80, teacher=DUAL, epochs=20))
+    return runs
+
+
+def cifar_runs() -> list[dict]:
+    teacher = TeacherConfig("resnet32x4", run="c" * 12)
+    return [
+        record("resnet32x4", acc=0.7900, data=CIFAR),  # published T 79.42
+        record("resnet8x4", acc=0.7250, data=CIFAR),  # published S 72.50
+        record("resnet8x4", "kd", acc=0.7500, data=CIFAR, teacher=teacher),  # 73.33
+        record("resnet8x4", "crd", acc=0.7560, data=CIFAR, teacher=teacher),  # 75.51
+    ]
+
+
+@pytest.fixture(scope="module")
+def lq():
+    records = synthff_runs()
+    return analyse("synthff lq", runs_frame(records), history_frame(records), None)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    summary = write_report(synthff_runs() + cifar_runs(), out, references=REFERENCES)
+    return out, summary
+
+
+def row(groups: pd.DataFrame, method: str) -> pd.Series:
+    """The student row of ``method`` (the teacher's own run is ``vanilla`` too)."""
+    (match,) = groups.index[(groups["method_key"] == method) & (groups["role"] != "teacher")]
+    return groups.loc[match]
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+
+def test_groups_have_hand_computed_mean_std_and_n(lq):
+    g = lq.groups
+    assert lq.metric == "auc"  # what the runs selected their best epoch by
+    vanilla, kd, fitnets = row(g, "vanilla"), row(g, "kd {train.epochs=6}"), row(g, "fitnets")
+    assert (vanilla["n"], kd["n"], fitnets["n"]) == (3, 3, 2)
+    assert vanilla["auc"] == pytest.approx(62.0)
+    assert vanilla["auc_std"] == pytest.approx(2.0)
+    assert kd["auc"] == pytest.approx(72.0)
+    assert kd["auc_std"] == pytest.approx(math.sqrt(3))
+    assert fitnets["auc_std"] == pytest.approx(math.sqrt(2 * 3.5**2))  # 57, 64 around 60.5
+    assert kd["params_m"] == pytest.approx(4.923514)
+    assert kd["gflops"] == pytest.approx(0.089930752)
+    teacher = g.iloc[0]
+    assert (teacher["role"], teacher["student"], teacher["n"]) == ("teacher", "dual-branch", 1)
+    assert math.isnan(teacher["auc_std"])  # one seed: no spread, not zero
+
+
+def test_gain_and_paired_test_over_seeds(lq):
+    kd, fitnets = row(lq.groups, "kd {train.epochs=6}"), row(lq.groups, "fitnets")
+    assert kd["delta"] == pytest.approx(10.0)
+    expected = stats.ttest_rel([70, 73, 73], [60, 62, 64]).pvalue
+    assert (kd["p_value"], kd["test"]) == (pytest.approx(expected), "paired t")
+    assert fitnets["delta"] == pytest.approx(-1.5)
+    # fitnets has seeds 0 and 1 only: paired with vanilla's seeds 0 and 1
+    expected = stats.ttest_rel([57, 64], [60, 62]).pvalue
+    assert fitnets["p_value"] == pytest.approx(expected)
+    assert math.isnan(row(lq.groups, "vanilla")["delta"])
+
+
+def test_welch_when_seeds_do_not_pair():
+    records = [record("resnet10t", seed=s, auc=v) for s, v in VANILLA_AUC.items()]
+    records += [
+        record("resnet10t", "kd", seed=s + 10, auc=v, teacher=DUAL) for s, v in KD_AUC.items()
+    ]
+    report = analyse("synthff lq", runs_frame(records), history_frame(records), None)
+    kd = row(report.groups, "kd")
+    expected = stats.ttest_ind([70, 73, 73], [60, 62, 64], equal_var=False).pvalue
+    assert (kd["p_value"], kd["test"]) == (pytest.approx(expected), "Welch t")
+
+
+def test_a_different_recipe_is_its_own_row_not_another_seed(lq):
+    longer = row(lq.groups, "kd {train.epochs=20}")
+    assert (longer["n"], longer["auc"]) == (1, pytest.approx(80.0))
+    assert row(lq.groups, "kd {train.epochs=6}")["n"] == 3
+
+
+def test_a_key_older_runs_lack_does_not_split_a_group():
+    runs = [record("resnet10t", seed=s, auc=v) for s, v in VANILLA_AUC.items()]
+    del runs[0]["config"]["train"]["select"]  # written before train.select existed
+    report = analyse("synthff lq", runs_frame(runs), history_frame(runs), "auc")
+    assert report.groups["n"].tolist() == [3]
+
+
+def test_per_kind_auc_columns_are_named_after_the_kind():
+    runs = [record("resnet10t", auc=0.6), record("resnet10t", "kd", auc=0.7, teacher=DUAL)]
+    runs[1]["best"]["test"] |= {"auc_spatial": 0.8, "auc_frequency": 0.55}
+    report = analyse("synthff lq", runs_frame(runs), history_frame(runs), None)
+    columns = dataset_table(report).columns
+    assert columns[-3:] == ["AUC frequency (%)", "AUC spatial (%)", "Δ AUC"]
+    assert row(report.groups, "kd")["auc_spatial"] == pytest.approx(80.0)
+
+
+def test_pareto_mask_on_a_known_set():
+    cost = [1.0, 1.0, 2.0, 3.0, 3.0, 4.0, 0.5, math.nan, 2.0]
+    score = [70, 60, 80, 80, 85, 84, 50, 99, 80]
+    # (1,60) loses to (1,70); (3,80) to (2,80); (4,84) to (3,85); NaN never counts;
+    # the two identical points (2,80) both stay
+    expected = [True, False, True, False, True, False, True, False, True]
+    assert pareto_mask(cost, score).tolist() == expected
+
+
+def test_pareto_front_of_the_table(lq):
+    on_front = set(lq.groups.loc[lq.groups["pareto_gflops"], "label"])
+    # 90 at 0.334 GFLOPs, 80 at 0.090; every other student has 0.090 and less
+    assert on_front == {"teacher: dual-branch", "kd {train.epochs=20}"}
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def test_report_folder_has_pages_tables_and_plots(written):
+    out, summary = written
+    assert (summary.runs, summary.finished, summary.failed) == (15, 14, 1)
+    assert summary.datasets == ["cifar100", "synthff lq"]
+    readme = (out / "README.md").read_text()
+    page = (out / "index.html").read_text()
+    for kind in ("vs-gflops", "vs-params", "bars", "curves"):
+        assert f"plots/synthff-lq-{kind}.png" in readme
+        assert f'src="plots/synthff-lq-{kind}.png"' in page
+    assert "<table>" in page and "fvcore counts one multiply-add as one flop" in readme
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 15 and (runs["status"] == "failed").sum() == 1
+
+
+def test_failed_runs_are_listed_with_their_reason(written):
+    out, _ = written
+    readme = (out / "README.md").read_text()
+    assert "## Failed runs (1)" in readme
+    assert "RuntimeError: boom" in readme and "Traceback" not in readme
+
+
+@pytest.mark.parametrize("kind", ["vs-gflops", "vs-params", "bars", "curves"])
+def test_plot_files_are_valid_images(written, kind):
+    plots = written[0] / "plots"
+    image = matplotlib.image.imread(plots / f"synthff-lq-{kind}.png")
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 500
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+    svg = ET.parse(plots / f"synthff-lq-{kind}.svg").getroot()
+    assert svg.tag.endswith("svg") and len(svg.findall(".//{*}path")) > 20
+
+
+def test_figures_have_the_expected_axes(lq):
+    figures = dataset_figures(lq)
+    cost = figures["vs-gflops"].axes[0]
+    assert (cost.get_xlabel(), cost.get_ylabel()) == (
+        "GFLOPs per image (log scale)",
+        "test AUC (%)",
+    )
+    assert cost.get_xscale() == "log"
+    assert figures["vs-params"].axes[0].get_xlabel() == "parameters (M, log scale)"
+    (front,) = [line for line in cost.lines if line.get_label() == "Pareto front"]
+    assert front.get_xdata().tolist() == pytest.approx([0.089930752, 0.333674496])
+    assert front.get_ydata().tolist() == pytest.approx([80.0, 90.0])
+    bars = figures["bars"].axes[0]
+    assert bars.get_xlabel() == "test AUC (%)"
+    heights = [p.get_width() for p in bars.patches]
+    assert heights[:3] == pytest.approx([90.0, 62.0, 80.0])  # teacher, vanilla, best student
+    curves = figures["curves"].axes[0]
+    assert (curves.get_xlabel(), curves.get_ylabel()) == ("epoch", "validation AUC (%)")
+    kd_curve = [line for line in curves.lines if line.get_label() == "kd {train.epochs=6}"]
+    assert kd_curve[0].get_ydata()[-1] == pytest.approx(72.0)  # last epoch, mean over seeds
+
+
+def parse_markdown(text: str) -> list[dict]:
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    split = [[unescape(c.strip()) for c in line.strip("|").split(" | ")] for line in lines]
+    return [dict(zip(split[0], cells, strict=True)) for cells in split[2:]]
+
+
+def unescape(cell: str) -> str:
+    return re.sub(r"^\*\*(.*)\*\*$", r"\1", cell).replace(r"\*", "*")
+
+
+def parse_latex(text: str) -> list[dict]:
+    body = text.split(r"\midrule")[1].split(r"\bottomrule")[0]
+    header = text.split(r"\toprule")[1].split(r"\midrule")[0]
+    names = [clean_latex(c) for c in header.strip().removesuffix(r"\\").split(" & ")]
+    rows = [line.removesuffix(r"\\").split(" & ") for line in body.strip().splitlines()]
+    return [dict(zip(names, (clean_latex(c) for c in cells), strict=True)) for cells in rows]
+
+
+def clean_latex(cell: str) -> str:
+    cell = re.sub(r"\\textbf\{(.*)\}$", r"\1", cell.strip())
+    for latex, text in ((r"$\pm$", "±"), (r"$\Delta$", "Δ"), ("--", "—"), ("$-$", "-")):
+        cell = cell.replace(latex, text)
+    cell = re.sub(r"\\([_%{}])", r"\1", cell)
+    return re.sub(r"\$\^\{(\*+)\}\$", r"\1", cell)
+
+
+def numbers(cell: str) -> list[float]:
+    return [float(x) for x in re.findall(r"[+-]?\d+\.\d+", cell)]
+
+
+def test_markdown_latex_and_csv_round_trip_the_same_numbers(written):
+    tables = written[0] / "tables"
+    md = parse_markdown((tables / "synthff-lq.md").read_text())
+    tex = parse_latex((tables / "synthff-lq.tex").read_text())
+    frame = pd.read_csv(tables / "synthff-lq.csv")
+    assert md == tex
+    assert len(md) == len(frame) == 5
+    for shown, full in zip(md, frame.to_dict("records"), strict=True):
+        for metric in ("acc", "auc", "video_auc"):
+            mean, std = full[metric], full[f"{metric}_std"]
+            expected = [round(mean, 2)] + ([] if math.isnan(std) else [round(std, 2)])
+            assert numbers(shown[f"{METRIC_LABELS[metric]} (%)"]) == expected
+        assert shown["n"] == str(full["n"])
+        assert numbers(shown["params (M)"]) == [round(full["params_m"], 2)]
+        assert numbers(shown["GFLOPs"]) == [round(full["gflops"], 3)]
+        delta = full["delta_auc"]
+        assert numbers(shown["Δ AUC"]) == ([] if math.isnan(delta) else [round(delta, 2)])
+    kd = next(r for r in md if r["method"] == "kd {train.epochs=6}")
+    assert (kd["AUC (%)"], kd["Δ AUC"]) == ("72.00 ± 1.73", "+10.00**")
+    fitnets = next(r for r in tex if r["method"] == "fitnets")
+    assert (fitnets["AUC (%)"], fitnets["Δ AUC"]) == ("60.50 ± 4.95", "-1.50")
+
+
+def test_best_student_per_column_is_bold(written):
+    text = (written[0] / "tables" / "synthff-lq.md").read_text()
+    bold = re.findall(r"\| \*\*(.+?)\*\* ", text)
+    assert bold == ["75.00", "80.00", "81.00", "+18.00"]  # kd {train.epochs=20}: one seed, no test
+    assert r"\textbf{80.00}" in (written[0] / "tables" / "synthff-lq.tex").read_text()
+
+
+# --- references ------------------------------------------------------------------------------
+
+
+def test_repdistiller_reference_table_is_complete():
+    refs = load_references(REFERENCES)
+    pairs = refs[refs["method"] != "vanilla"]
+    assert len(pairs) == 13 * 4
+    crd = pairs[(pairs["student"] == "resnet8x4") & (pairs["method"] == "crd")]
+    assert crd["published"].tolist() == [75.51]
+    teachers = refs[(refs["method"] == "vanilla") & (refs["student"] == "wrn_40_2")]
+    assert teachers["published"].tolist() == [75.61]  # three pairs, one value
+
+
+def test_reference_deltas_match_on_names_and_flag_outside_tolerance(written):
+    deltas = pd.read_csv(written[0] / "tables" / "references.csv", keep_default_na=False)
+    by_method = {(d["student"], d["method"]): d for d in deltas.to_dict("records")}
+    assert set(by_method) == {
+        ("resnet32x4", "vanilla"),
+        ("resnet8x4", "vanilla"),
+        ("resnet8x4", "kd"),
+        ("resnet8x4", "crd"),
+    }
+    kd = by_method["resnet8x4", "kd"]
+    assert (kd["ours"], kd["published"]) == (pytest.approx(75.0), 73.33)
+    assert (kd["delta"], kd["within"]) == (pytest.approx(1.67), False)
+    crd = by_method["resnet8x4", "crd"]
+    assert (crd["delta"], crd["within"]) == (pytest.approx(0.09), True)
+    assert by_method["resnet32x4", "vanilla"]["delta"] == pytest.approx(-0.42)
+    readme = (written[0] / "README.md").read_text()
+    assert (
+        "| cifar100 | resnet32x4 | resnet8x4 | kd | ACC | 1 | 75.00 | 73.33 | +1.67 | **no** |"
+        in readme
+    )
+
+
+def test_conflicting_published_values_are_an_error(tmp_path):
+    (tmp_path / "bad.csv").write_text(
+        "dataset,metric,teacher,student,T,S,kd\n"
+        "cifar100,acc,resnet56,resnet20,72.34,69.06,70.66\n"
+        "cifar100,acc,resnet110,resnet20,74.31,69.10,70.67\n"
+    )
+    with pytest.raises(ReportInputError, match="two different published values"):
+        load_references(tmp_path)
+
+
+def test_reference_matching_ignores_other_datasets():
+    records = [record("resnet8x4", acc=0.72)]  # synthff, not cifar100
+    report = analyse("synthff lq", runs_frame(records), history_frame(records), None)
+    assert reference_deltas(report.groups, load_references(REFERENCES), 1.0).empty
+
+
+# --- input and the command line --------------------------------------------------------------
+
+
+def write_runs(folder: Path, records: list[dict]) -> Path:
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    for r in records:
+        (folder / "runs" / f"{r['run_id']}.json").write_text(json.dumps(r))
+    return folder
+
+
+def test_same_run_id_from_two_folders_counts_once(tmp_path):
+    runs = synthff_runs()
+    a = write_runs(tmp_path / "a", runs[:4])
+    b = write_runs(tmp_path / "b", runs[2:4])
+    records = load_runs([a, b])
+    assert len(records) == 6
+    unique, duplicates = unique_runs(records)
+    assert (len(unique), duplicates) == (4, 2)
+    assert sorted(r["run_id"] for r in unique) == sorted(r["run_id"] for r in runs[:4])
+
+
+def test_latency_column_appears_when_recorded():
+    records = [record("resnet10t", auc=0.6, latency_ms=1.5), record("dual-branch", auc=0.9)]
+    report = analyse("synthff lq", runs_frame(records), history_frame(records), None)
+    table = dataset_table(report)
+    assert "latency (ms)" in table.columns
+    column = table.columns.index("latency (ms)")
+    assert sorted(r[column] for r in table.rows) == ["1.50", "—"]
+
+
+def test_cli_writes_the_report_and_says_where(tmp_path, capsys):
+    results = write_runs(tmp_path / "results", synthff_runs())
+    assert main(["report", str(results), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "10 finished runs, 1 failed" in err and str(tmp_path / "out" / "index.html") in err
+    assert (tmp_path / "out" / "tables" / "synthff-lq.tex").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not a readable JSON file"),
+        ('{"hello": 1}', "not a kdbench run result"),
+        ('{"run_id": "x", "status": "done"}', "a finished run without config, best, cost"),
+    ],
+)
+def test_bad_run_file_is_one_clear_line_and_writes_nothing(tmp_path, capsys, content, message):
+    results = write_runs(tmp_path / "results", synthff_runs()[:2])
+    (results / "runs" / "broken.json").write_text(content)
+    assert main(["report", str(results), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "broken.json" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_metric_option_applies_where_recorded(tmp_path, capsys):
+    results = write_runs(tmp_path / "results", synthff_runs() + cifar_runs())
+    assert main(["report", str(results), "--metric", "top5"]) == 2
+    assert "no dataset records the metric 'top5'" in capsys.readouterr().err
+    records = synthff_runs() + cifar_runs()
+    runs, history = runs_frame(records), history_frame(records)
+    by_dataset = {name: part for name, part in runs.groupby("dataset")}
+    assert (
+        analyse("synthff lq", by_dataset["synthff lq"], history, "video_auc").metric == "video_auc"
+    )
+    assert analyse("cifar100", by_dataset["cifar100"], history, "video_auc").metric == "acc"
+
+
+def test_folder_without_runs_is_one_clear_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no run results" in err
+
+
+def test_never_overwrites_a_readme_it_did_not_write(tmp_path):
+    (tmp_path / "README.md").write_text("# my project\n")
+    with pytest.raises(ReportInputError, match="not a kdbench report"):
+        write_report(synthff_runs(), tmp_path)
+    assert (tmp_path / "README.md").read_text() == "# my project\n"
+
+
+def test_demo_ends_by_writing_its_report_to_results_demo(tmp_path, capsys, monkeypatch):
+    """``kdbench demo`` with training replaced by writing each planned run's JSON; one run
+    left no JSON at all (killed), which the report must survive."""
+
+    def fake_run_local(plan, results, progress=None, log=print):
+        records = [finished(cfg, {"acc": 0.6, "auc": 0.7}) for cfg in plan.runs()]
+        write_runs(results, records[:-1])
+        return records
+
+    monkeypatch.setattr("kdbench.sweep.run_local", fake_run_local)
+    assert main(["demo", "--results", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    readme = (tmp_path / "demo" / "README.md").read_text()
+    written = len(list((tmp_path / "runs").glob("*.json")))
+    assert f"{written} runs from" in readme and "## synthff lq" in readme
+    assert f"report: {written} finished runs, 1 dataset(s)" in err
+    assert str(tmp_path / "demo" / "index.html") in err
