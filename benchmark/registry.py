@@ -89,3 +89,4 @@ def load_plugin(module: str) -> None:
 METHODS: Registry = Registry("method", ("kdbench.methods",), group="kdbench.methods")
 MODELS: Registry = Registry("model", ("kdbench.dual_branch",))
 DATASETS: Registry = Registry("dataset", ("kdbench.datasets",), group="kdbench.datasets")
+DETECTORS: Registry = Registry("detector", ("kdbench.datasets.detectors",), "kdbench.detectors")
