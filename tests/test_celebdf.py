@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from video_trees import SETTINGS, clip, junk
+from video_trees import SETTINGS, clip, ff_tree, junk
 
-from kdbench.config import ConfigError
-from kdbench.datasets import celebdf
+from kdbench import harness
+from kdbench.config import ConfigError, build_config
+from kdbench.datasets import celebdf, faceforensics
 from kdbench.datasets.celebdf import CelebDF, held_out, read_test_list, video_jobs
 from kdbench.datasets.preprocess import prepare, read_manifest
 
@@ -104,3 +106,38 @@ def test_a_bad_test_list_line_is_named(tmp_path, line, message):
     (tmp_path / "list.txt").write_text(f"1 YouTube-real/00000.mp4\n{line}\n")
     with pytest.raises(ConfigError, match=f"list.txt:2: .*{message}"):
         read_test_list(tmp_path / "list.txt")
+
+
+@pytest.mark.slow
+def test_train_on_ff_test_on_celebdf_in_one_config(prepared, tmp_path):
+    _, celebdf_out, _, _ = prepared
+    ff_out = tmp_path / "ff-crops"
+    prepare(faceforensics.video_jobs(ff_tree(tmp_path / "ff"))[0], ff_out, "ff++", SETTINGS, 1)
+    cfg = build_config(
+        {
+            "student": {"name": "resnet10t"},
+            "data": {
+                "name": "ff++",
+                "params": {"root": str(ff_out), "manipulations": ["Deepfakes", "Face2Face"]},
+                "batch_size": 8,
+                "test": {"name": "celebdf", "params": {"root": str(celebdf_out)}},
+            },
+            "train": {"epochs": 1},
+        }
+    )
+    record = harness.run(cfg, tmp_path / "results")
+    assert record["status"] == "done"
+    assert record["dataset"]["test_size"] == 3 * 3  # Celeb-DF's listed videos on disk
+    assert record["dataset"]["val_size"] == 6 * 3  # FF++ val: 2 originals, 4 fakes
+    assert record["config"]["data"]["test"] == {
+        "name": "celebdf",
+        "params": {"root": str(celebdf_out)},
+    }
+    assert json.loads((tmp_path / "results" / "runs" / f"{cfg.run_id()}.json").read_text())
+
+
+def test_a_test_dataset_changes_the_run_id_and_none_keeps_the_old_ids():
+    same = {"data": {"name": "ff++"}}
+    cross = {"data": {"name": "ff++", "test": {"name": "celebdf"}}}
+    assert build_config(same).run_id() == "dde73a4032b6"  # as before data.test existed
+    assert build_config(cross).run_id() != build_config(same).run_id()
