@@ -81,7 +81,7 @@ def held_out(key: str) -> str:
 
 @DATASETS.register(NAME)
 class CelebDF(CropDataset):
-    """Celeb-DF v2 face crops (``kdbench data prepare celebdf``); test = the official list."""
+    """Celeb-DF v2 face crops (from `kdbench data prepare celebdf`); test = the official list."""
 
     def __init__(
         self,

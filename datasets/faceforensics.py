@@ -118,7 +118,7 @@ def pick(kind: str, wanted: Sequence[str] | None, found: list[str]) -> list[str]
 
 @DATASETS.register(NAME)
 class FaceForensics(CropDataset):
-    """FaceForensics++ face crops (``kdbench data prepare ff++``), official splits."""
+    """FaceForensics++ face crops (from `kdbench data prepare ff++`), official splits."""
 
     def __init__(
         self,

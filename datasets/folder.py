@@ -61,7 +61,7 @@ def video_jobs(root: str | Path) -> list[VideoJob]:
 
 @DATASETS.register(NAME)
 class FolderDataset(CropDataset):
-    """Real/fake images from ``<root>/{train,val,test}/{real,fake}/**``; video = parent folder."""
+    """Real/fake images from <root>/{train,val,test}/{real,fake}/**; video = parent folder."""
 
     def __init__(
         self,
