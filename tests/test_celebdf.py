@@ -141,3 +141,13 @@ def test_a_test_dataset_changes_the_run_id_and_none_keeps_the_old_ids():
     cross = {"data": {"name": "ff++", "test": {"name": "celebdf"}}}
     assert build_config(same).run_id() == "dde73a4032b6"  # as before data.test existed
     assert build_config(cross).run_id() != build_config(same).run_id()
+
+
+def test_the_test_dataset_parameters_are_validated_before_training():
+    cfg = build_config(
+        {"data": {"name": "ff++", "test": {"name": "celebdf", "params": {"rot": "x"}}}}
+    )
+    with pytest.raises(
+        ConfigError, match="dataset 'celebdf': unknown parameter 'rot'; did you mean 'root'"
+    ):
+        harness.validate(cfg)

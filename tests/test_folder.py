@@ -53,7 +53,7 @@ def test_frames_keeps_that_many_images_per_video(tree):
     assert [Path(p).name for p in train.paths] == ["01.jpg", "01.png", "single.png"]
 
 
-def test_a_missing_split_folder_is_a_clear_error(tree):
+def test_an_empty_or_missing_split_is_a_clear_error(tree):
     (tree / "val/real/a/0.png").unlink()
     (tree / "val/fake/b/0.png").unlink()
     with pytest.raises(ConfigError, match=r"the val split of .* is empty"):
