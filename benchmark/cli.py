@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from kdbench.cli_data import add_commands as add_data_commands
 from kdbench.cli_report import add_commands as add_report_commands
 from kdbench.config import ConfigError, build_config, load_preset, load_yaml, preset_names
 from kdbench.registry import DATASETS, METHODS, MODELS, UnknownNameError, load_plugin
@@ -79,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=int, default=64)
     bench.set_defaults(func=cmd_bench)
     add_report_commands(sub)
+    add_data_commands(sub)
     return p
 
 

@@ -50,12 +50,21 @@ class MethodConfig:
 
 
 @dataclass
+class DatasetRef:
+    """A registered dataset and its keyword arguments."""
+
+    name: str = ""
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
 class DataConfig:
     name: str = "synthff"
     params: dict = field(default_factory=dict)  # the dataset's keyword arguments
     batch_size: int = 64
     eval_batch_size: int = 256
     workers: int | None = None  # DataLoader processes; None: 0 on CPU, up to 8 on CUDA
+    test: DatasetRef | None = None  # test on another dataset (cross-dataset evaluation)
 
 
 @dataclass
@@ -86,6 +95,8 @@ class RunConfig:
     def run_id(self) -> str:
         """A content hash of everything that defines the experiment (not where it runs)."""
         data = asdict(self)
+        if data["data"]["test"] is None:  # ids of runs from before data.test stay the same
+            del data["data"]["test"]
         for key in NOT_HASHED:
             *sections, leaf = key.split(".")
             node = data

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from kdbench import __version__
-from kdbench.config import ConfigError, RunConfig
+from kdbench.config import ConfigError, DataConfig, RunConfig
 from kdbench.cost import FLOP_CONVENTION, count_params, measure_cost
 from kdbench.method import Context, Method, build_method, check_params
 from kdbench.metrics import classification_metrics
@@ -67,7 +67,8 @@ def validate(cfg: RunConfig) -> None:
     """Cheap checks of names and parameters, before anything is built or written."""
     method_cls = METHODS.get(cfg.method.name)
     check_params(f"method {cfg.method.name!r}", method_cls, cfg.method.params)
-    check_params(f"dataset {cfg.data.name!r}", DATASETS.get(cfg.data.name), cfg.data.params)
+    for data in filter(None, (cfg.data, cfg.data.test)):
+        check_params(f"dataset {data.name!r}", DATASETS.get(data.name), data.params)
     known = set(model_names())
     for model in [cfg.student] + ([cfg.teacher] if cfg.teacher else []):
         if model.name not in known:
@@ -128,7 +129,7 @@ def train(cfg: RunConfig, results: Path, progress: bool = False) -> dict:
 
 def build(cfg: RunConfig, results: Path) -> Setup:
     device = resolve_device(cfg.device)
-    datasets = {s: DATASETS.get(cfg.data.name)(split=s, **cfg.data.params) for s in SPLITS}
+    datasets = build_datasets(cfg.data)
     loaders = {s: make_loader(d, cfg, s, device) for s, d in datasets.items()}
     num_classes = datasets["train"].num_classes
     student = build_model(
@@ -163,6 +164,18 @@ def teacher_side(cfg: RunConfig, teacher, weights, method: Method, train_set, de
     took = time.perf_counter() - started
     cached = CachedTeacher(table, train_set.num_views, device)
     return cached, notes | {"cache": True, "cache_dir": str(store.folder), "cache_load_s": took}
+
+
+def build_datasets(data: DataConfig) -> dict[str, Dataset]:
+    """train and val from ``data``; test from ``data.test`` when set (cross-dataset)."""
+    sources = {s: data.test if s == "test" and data.test else data for s in SPLITS}
+    sets = {s: DATASETS.get(src.name)(split=s, **src.params) for s, src in sources.items()}
+    if sets["test"].num_classes != sets["train"].num_classes:
+        raise ConfigError(
+            f"data.test {data.test.name!r} has {sets['test'].num_classes} classes, "
+            f"{data.name!r} {sets['train'].num_classes}"
+        )
+    return sets
 
 
 def load_teacher(cfg: RunConfig, num_classes: int, results: Path, device) -> tuple:

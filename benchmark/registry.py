@@ -87,5 +87,6 @@ def load_plugin(module: str) -> None:
 
 
 METHODS: Registry = Registry("method", ("kdbench.methods",), group="kdbench.methods")
-MODELS: Registry = Registry("model", ("kdbench.dual_branch",))
+MODELS: Registry = Registry("model", ("kdbench.dual_branch", "kdbench.cifar_models"))
 DATASETS: Registry = Registry("dataset", ("kdbench.datasets",), group="kdbench.datasets")
+DETECTORS: Registry = Registry("detector", ("kdbench.datasets.detectors",), "kdbench.detectors")

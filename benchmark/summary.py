@@ -44,7 +44,8 @@ def summary_rows(records: list[dict]) -> list[dict]:
 
 def data_label(data: dict) -> str:
     quality = data["params"].get("quality")
-    return data["name"] + (f" {quality}" if quality else "")
+    test = f" -> {data['test']['name']}" if data.get("test") else ""
+    return data["name"] + (f" {quality}" if quality else "") + test
 
 
 def model_label(model: dict) -> str:

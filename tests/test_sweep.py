@@ -69,8 +69,20 @@ def test_demo_is_a_one_seed_slice_of_paper():
     methods = {(c.method.name, c.method.params.get("homogenize")) for c in paper.students}
     assert ("two-in-one", "pcgrad") in methods and ("feat-both", None) in methods
     assert {c.method.name for c in demo.students} == {m for m, _ in methods}
-    branches = {c.student.kwargs.get("branch") for c in paper.students}
-    assert {"spatial", "frequency"} <= branches  # the single-branch teachers of the ablation
+    assert len(paper.students) == 2 * 11 * 3 and len(paper.teachers) == 2
+
+
+def test_teacher_ablation_shares_the_paper_lq_teacher():
+    paper, ablation = (
+        expand(load_spec(preset="paper")),
+        expand(load_spec(preset="teacher-ablation")),
+    )
+    runs = ablation.students
+    assert {(c.student.kwargs.get("branch"), c.seed) for c in runs} == {
+        (branch, seed) for branch in (None, "spatial", "frequency") for seed in (0, 1, 2)
+    }
+    lq_teacher = next(t for t in paper.teachers if t.data.params["quality"] == "lq")
+    assert lq_teacher.run_id() in {c.run_id() for c in runs}
 
 
 def test_unknown_sweep_key_is_an_error(tmp_path):

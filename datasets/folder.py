@@ -1,0 +1,89 @@
+"""Your own real/fake data as a folder tree: images to train on, or videos to prepare.
+
+Images: ``<root>/{train,val,test}/{real,fake}/**/*.{png,jpg,jpeg}``; an image's video is its
+parent folder. Videos (``kdbench data prepare folder``): the same tree with ``*.mp4`` (or
+avi/mov/mkv/webm) files; their crops land in ``<out>/folder/`` as exactly such an image tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from kdbench.config import ConfigError
+from kdbench.datasets.crops import SPLITS, CropDataset, check_split, frames_per_video
+from kdbench.datasets.preprocess import VideoJob
+from kdbench.registry import DATASETS
+
+NAME = "folder"
+CLASSES = {"real": 0, "fake": 1}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def tree_root(root: str | Path | None) -> Path:
+    """``root``, or ``root/folder`` when that is where the split folders are."""
+    if root is None:
+        raise ConfigError("dataset 'folder' needs data.params.root: a folder with train/val/test")
+    root = Path(root)
+    if not any((root / s).is_dir() for s in SPLITS) and (root / NAME).is_dir():
+        return root / NAME
+    return root
+
+
+def scan(root: Path, split: str, suffixes: set[str]) -> list[tuple[Path, int]]:
+    """Files under ``<root>/<split>/{real,fake}/`` with one of ``suffixes``, with labels."""
+    if not (root / split).is_dir():
+        raise ConfigError(f"{root / split} does not exist: expected {root}/{split}/{{real,fake}}/")
+    files = []
+    for name, label in CLASSES.items():
+        for path in sorted((root / split / name).rglob("*")):
+            if path.suffix.lower() in suffixes and path.is_file():
+                files.append((path, label))
+    return files
+
+
+def video_jobs(root: str | Path) -> list[VideoJob]:
+    """Every video of every split present, keyed by its path relative to ``root``."""
+    root = tree_root(root)
+    jobs = []
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            continue
+        for path, label in scan(root, split, VIDEO_SUFFIXES):
+            video = path.relative_to(root).with_suffix("").as_posix()
+            jobs.append(VideoJob(path, video, label, split))
+    if not jobs:
+        raise ConfigError(f"no videos under {root}/{{train,val,test}}/{{real,fake}}/")
+    return jobs
+
+
+@DATASETS.register(NAME)
+class FolderDataset(CropDataset):
+    """Real/fake images from <root>/{train,val,test}/{real,fake}/**; video = parent folder."""
+
+    def __init__(
+        self,
+        split: str = "train",
+        *,
+        root: str | None = None,
+        frames: int | None = None,
+        size: int | None = None,
+        augment: bool = True,
+    ) -> None:
+        """``frames``: at most this many images per video (None: all). ``size``: resize on
+        load (images of different sizes need it to batch)."""
+        check_split(split)
+        root = tree_root(root)
+        files = scan(root, split, IMAGE_SUFFIXES)
+        table = pd.DataFrame(
+            {
+                "path": [p.relative_to(root).as_posix() for p, _ in files],
+                "label": [label for _, label in files],
+                "video": [p.parent.relative_to(root).as_posix() for p, _ in files],
+            }
+        )
+        table = table.sort_values("path", ignore_index=True)
+        table["frame"] = table.groupby("video").cumcount()
+        super().__init__(root, frames_per_video(table, frames), split, size, augment)

@@ -1,0 +1,361 @@
+"""Videos → face crops: sample frames, crop the largest face, write PNGs and one manifest.
+
+``prepare(jobs, out, dataset)`` writes ``<out>/<dataset>/<video>/<frame>.png`` for every
+``VideoJob`` and ``<out>/<dataset>/manifest.csv`` with one row per crop. Videos run in parallel
+processes; each finished video leaves a ``frames.json`` marker, so a second ``prepare`` skips it.
+A video that cannot be read is reported in the ``Summary`` and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.progress import track
+
+from kdbench.config import ConfigError
+from kdbench.registry import DETECTORS
+
+MANIFEST = "manifest.csv"
+MARKER = "frames.json"
+COLUMNS = (
+    "dataset", "video", "frame", "label", "split", "manipulation", "compression",
+    "box", "face", "path",
+)  # fmt: skip
+QUIET_FFMPEG = {"OPENCV_FFMPEG_LOGLEVEL": "-8"}  # unreadable videos are reported by us instead
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """How crops are made; a video prepared with other settings is prepared again."""
+
+    frames: int = 32  # frames sampled uniformly per video (all of them when it has fewer)
+    size: int = 256  # side of the square PNG crops
+    scale: float = 1.3  # the face box is enlarged to a square this many times its longer side
+    detector: str = "haar"  # a name in DETECTORS
+    detect_side: int = 640  # frames are shrunk to this longer side before detection
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.size < 8 or self.scale < 1 or self.detect_side < 32:
+            raise ConfigError(
+                f"crop settings {self}: need frames >= 1, size >= 8, scale >= 1, detect_side >= 32"
+            )
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One source video and what the manifest says about its crops."""
+
+    source: Path
+    video: str  # path relative to the dataset root, no suffix: the output folder and the key
+    label: int  # 1 = fake
+    split: str  # train | val | test
+    manipulation: str = ""  # the manipulation's folder name; "" for real videos
+    compression: str = ""  # e.g. c23; "" where the dataset has one version
+
+
+@dataclass
+class Summary:
+    """What one ``prepare`` did."""
+
+    folder: Path
+    videos: int  # jobs given
+    done: int = 0  # videos cropped now
+    skipped: int = 0  # already prepared with the same settings
+    frames: int = 0  # crops written now
+    no_face: int = 0  # of those, frames where no face was found (centre crop instead)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (video, reason)
+    rows: int = 0  # crops in the manifest
+    seconds: float = 0.0
+
+
+@dataclass
+class VideoResult:
+    video: str
+    frames: int = 0
+    no_face: int = 0
+    error: str | None = None
+
+
+class VideoError(RuntimeError):
+    """A video that cannot be decoded (unreadable, empty or truncated)."""
+
+
+def prepare(
+    jobs: Sequence[VideoJob],
+    out: Path,
+    dataset: str,
+    settings: CropSettings | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> Summary:
+    """Crop every video of ``jobs`` not yet prepared, then rewrite the manifest."""
+    settings = settings or CropSettings()
+    started = time.perf_counter()
+    folder = Path(out) / dataset
+    check_unique(jobs)
+    detector_module = DETECTORS.get(settings.detector).__module__
+    todo = [job for job in jobs if not is_prepared(folder / job.video, settings)]
+    summary = Summary(folder, videos=len(jobs), skipped=len(jobs) - len(todo))
+    workers = min(workers or available_cpus(), max(len(todo), 1))
+    results = crop_all(todo, folder, settings, workers, detector_module)
+    if progress:
+        console = Console(stderr=True)
+        results = track(results, f"{dataset}: cropping", len(todo), console=console)
+    for result in results:
+        if result.error is None:
+            summary.done += 1
+            summary.frames += result.frames
+            summary.no_face += result.no_face
+        else:
+            summary.failed.append((result.video, result.error))
+    manifest = build_manifest(folder, dataset, jobs, settings)
+    write_csv(manifest, folder / MANIFEST)
+    summary.rows = len(manifest)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def check_unique(jobs: Sequence[VideoJob]) -> None:
+    seen: dict[str, Path] = {}
+    for job in jobs:
+        if job.video in seen:
+            raise ConfigError(
+                f"two videos map to {job.video!r}: {seen[job.video]} and {job.source}"
+            )
+        seen[job.video] = job.source
+
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def crop_all(
+    jobs: list[VideoJob], folder: Path, settings: CropSettings, workers: int, module: str
+) -> Iterator[VideoResult]:
+    """Results in completion order; ``workers > 1`` runs videos in that many processes."""
+    if workers <= 1:
+        for key, value in QUIET_FFMPEG.items():
+            os.environ.setdefault(key, value)
+        for job in jobs:
+            yield crop_video(job, folder, settings)
+        return
+    pool = ProcessPoolExecutor(
+        workers, worker_context(), initializer=init_worker, initargs=(module,)
+    )
+    try:
+        futures = [pool.submit(crop_video, job, folder, settings) for job in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:  # on Ctrl-C, drop the queue: finished videos are kept and skipped next time
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """A fork server that has imported this module once (workers start in milliseconds, and
+    forking this possibly multi-threaded process is avoided); spawn where there is none."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def init_worker(detector_module: str) -> None:
+    os.environ.update(QUIET_FFMPEG)
+    cv2.setNumThreads(1)  # one process per core already
+    importlib.import_module(detector_module)  # registers a plug-in detector in this process
+
+
+_detectors: dict[str, object] = {}
+
+
+def detector_for(name: str):
+    """The detector ``name``, built once per process."""
+    if name not in _detectors:
+        _detectors[name] = DETECTORS.get(name)()
+    return _detectors[name]
+
+
+def crop_video(job: VideoJob, folder: Path, settings: CropSettings) -> VideoResult:
+    """Decode, detect, crop and write one video; any failure is returned, not raised."""
+    try:
+        detect = detector_for(settings.detector)
+        crops, records = [], []
+        for index, frame in read_frames(job.source, settings.frames):
+            box, found = face_box(frame, detect, settings)
+            crops.append(crop(frame, box, settings.size))
+            records.append({"frame": index, "box": box, "face": found})
+        write_video(folder / job.video, crops, records, settings)
+    except Exception as err:  # a bad video (or detector plug-in) must not stop the others
+        reason = str(err) if isinstance(err, VideoError) else f"{type(err).__name__}: {err}"
+        return VideoResult(job.video, error=reason)
+    return VideoResult(job.video, len(records), sum(not r["face"] for r in records))
+
+
+def read_frames(path: Path, count: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``count`` frames spread uniformly over the video (all when it has fewer), as
+    ``(frame index, BGR image)``; raises ``VideoError`` if the video is unreadable or ends early."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise VideoError("cannot open it (not a video, or corrupt)")
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if total <= 0:
+            raise VideoError("its header gives no frame count (empty or corrupt)")
+        position = 0
+        for index in sample_indices(total, count):
+            while position < index:
+                if not capture.grab():
+                    raise VideoError(f"truncated: decoding stopped at frame {position} of {total}")
+                position += 1
+            ok, frame = capture.read()
+            if not ok:
+                raise VideoError(f"truncated: decoding stopped at frame {position} of {total}")
+            position += 1
+            yield index, frame
+    finally:
+        capture.release()
+
+
+def sample_indices(total: int, count: int) -> list[int]:
+    """The middle frame of each of ``count`` equal segments of ``total`` frames."""
+    count = min(count, total)
+    return [int((i + 0.5) * total / count) for i in range(count)]
+
+
+def face_box(
+    frame: np.ndarray, detect, settings: CropSettings
+) -> tuple[tuple[int, int, int, int], bool]:
+    """The crop box ``(x0, y0, x1, y1)`` around the largest face, and whether one was found;
+    without a face, the largest centred square."""
+    height, width = frame.shape[:2]
+    shrink = min(1.0, settings.detect_side / max(height, width))
+    small = frame
+    if shrink < 1:
+        small = cv2.resize(frame, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    faces = np.asarray(detect(small)).reshape(-1, 4)
+    if len(faces) == 0:
+        return square_box(width / 2, height / 2, min(width, height), width, height), False
+    x, y, w, h = faces[np.argmax(faces[:, 2] * faces[:, 3])] / shrink
+    side = settings.scale * max(w, h)
+    return square_box(x + w / 2, y + h / 2, side, width, height), True
+
+
+def square_box(
+    cx: float, cy: float, side: float, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """A square of ``side`` centred on ``(cx, cy)``, shrunk to fit and shifted into the frame."""
+    side = max(1, min(round(side), width, height))
+    x0 = min(max(round(cx - side / 2), 0), width - side)
+    y0 = min(max(round(cy - side / 2), 0), height - side)
+    return x0, y0, x0 + side, y0 + side
+
+
+def crop(frame: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    patch = frame[y0:y1, x0:x1]
+    interpolation = cv2.INTER_AREA if x1 - x0 > size else cv2.INTER_CUBIC
+    return cv2.resize(patch, (size, size), interpolation=interpolation)
+
+
+def frame_name(index: int) -> str:
+    return f"{index:04d}.png"
+
+
+def write_video(
+    folder: Path, crops: list[np.ndarray], records: list[dict], settings: CropSettings
+) -> None:
+    """The crops as PNGs, then the marker that says this video is done (atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {frame_name(r["frame"]) for r in records}
+    for stale in folder.glob("*.png"):  # left by an earlier prepare with other settings
+        if stale.name not in names:
+            stale.unlink()
+    for record, image in zip(records, crops, strict=True):
+        path = folder / frame_name(record["frame"])
+        if not cv2.imwrite(str(path), image):
+            raise OSError(f"cannot write {path}")
+    marker = {"settings": asdict(settings), "frames": records}
+    write_text(folder / MARKER, json.dumps(marker))
+
+
+def write_text(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+
+
+def read_marker(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_prepared(folder: Path, settings: CropSettings) -> bool:
+    marker = read_marker(folder)
+    return marker is not None and marker.get("settings") == asdict(settings)
+
+
+def build_manifest(
+    folder: Path, dataset: str, jobs: Sequence[VideoJob], settings: CropSettings
+) -> pd.DataFrame:
+    """One row per crop of every prepared job, plus the rows of an earlier manifest for
+    videos not among ``jobs`` (another compression, say) whose crops are still there."""
+    rows = []
+    for job in jobs:
+        marker = read_marker(folder / job.video)
+        if marker is None or marker.get("settings") != asdict(settings):
+            continue
+        for record in marker["frames"]:
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "video": job.video,
+                    "frame": record["frame"],
+                    "label": job.label,
+                    "split": job.split,
+                    "manipulation": job.manipulation,
+                    "compression": job.compression,
+                    "box": " ".join(map(str, record["box"])),
+                    "face": int(record["face"]),
+                    "path": f"{job.video}/{frame_name(record['frame'])}",
+                }
+            )
+    current = pd.DataFrame(rows, columns=list(COLUMNS))
+    earlier = read_manifest(folder / MANIFEST) if (folder / MANIFEST).exists() else None
+    if earlier is None:
+        return current
+    keep = ~earlier["video"].isin({job.video for job in jobs})
+    keep &= earlier["path"].map(lambda p: (folder / p).exists())
+    return pd.concat([earlier[keep], current], ignore_index=True).sort_values(
+        ["video", "frame"], ignore_index=True
+    )
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    """A manifest with its text columns as text ("" stays "", never NaN)."""
+    text = {c: str for c in COLUMNS if c not in ("frame", "label", "face")}
+    table = pd.read_csv(path, dtype=text, keep_default_na=False)
+    missing = sorted(set(COLUMNS) - set(table.columns))
+    if missing:
+        raise ConfigError(f"{path}: not a kdbench manifest (no column {', '.join(missing)})")
+    return table
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, table.to_csv(index=False))
