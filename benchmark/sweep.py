@@ -35,7 +35,7 @@ class Plan:
 
 def load_spec(path: str | None = None, preset: str | None = None) -> dict:
     """A sweep spec from a file or a preset; ``extends: PRESET`` starts from that preset."""
-    spec = load_preset(preset) if preset else load_yaml(path)
+    spec = load_preset(preset, "sweep") if preset else load_yaml(path)
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
         raise ConfigError(f"sweep keys {unknown} are not known (expected: {', '.join(SPEC_KEYS)})")
