@@ -15,6 +15,7 @@ from kdbench.config import ConfigError, preset_names
 from kdbench.executors import (
     EXECUTORS,
     UNDER_WAY,
+    SlurmProfile,
     Tracker,
     load_profile,
     run_here,
@@ -146,17 +147,23 @@ def cmd_run(args) -> int:
 
 
 def run_on_slurm(
-    args, name: str, plan: Plan, states: list[RunStatus], todo: list[RunStatus], profile
+    args,
+    name: str,
+    plan: Plan,
+    states: list[RunStatus],
+    todo: list[RunStatus],
+    profile: SlurmProfile,
 ) -> bool:
-    """Submit ``todo``; with ``--wait``, block until the sweep's jobs end. Whether it waited."""
+    """Submit ``todo``, then wait for every job of the sweep with ``--wait``. False when it
+    returned with jobs under way."""
     jobs, skipped = submit_slurm(todo, states, args.results, profile, name, args.plugin)
     report_skipped(skipped)
     if jobs:
         say(f"submitted {len(jobs)} jobs to Slurm: {jobs[0].job_id} .. {jobs[-1].job_id}")
-    if not args.wait:
+    under_way = {s.run_id for s in states if s.state in UNDER_WAY} | {j.run_id for j in jobs}
+    if under_way and not args.wait:
         say(f"watch: kdbench sweep status {sweep_args(args)}")
         return False
-    under_way = {s.run_id for s in states if s.state in UNDER_WAY} | {j.run_id for j in jobs}
     with tracker(len(under_way)) as track:
         wait_slurm(plan, args.results, under_way, track, args.poll)
     return True

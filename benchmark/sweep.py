@@ -223,7 +223,7 @@ def run_states(plan: Plan, results: Path, scheduler: bool = True) -> list[RunSta
         classify(s, records[s.run_id], jobs.get(s.run_id), live.get(s.run_id), results)
         for s in states
     ]
-    return note_blocked(states)
+    return note_blocked(states, {run_id for run_id, record in records.items() if record})
 
 
 def classify(
@@ -237,19 +237,24 @@ def classify(
     if record:
         return replace(status, state="failed", detail=record.get("error", "failed"), job=job)
     if job and live:
+        detail = f"{job.executor} job {job.job_id} ended ({live.word}) without a result"
         log = job_paths(results, job.job_id).stderr
-        detail = f"{job.executor} job {job.job_id} ended ({live.word}) without a result; log: {log}"
+        detail += f"; log: {log}" if log.exists() else ""
         return replace(status, state="failed", detail=detail, job=job)
     return status
 
 
-def note_blocked(states: list[RunStatus]) -> list[RunStatus]:
-    """A missing student whose teacher failed says so."""
+def note_blocked(states: list[RunStatus], with_result: set[str]) -> list[RunStatus]:
+    """A student without a result whose teacher failed says so (its job, if any, was cancelled
+    by Slurm: its ``afterok`` dependency can never be met)."""
     failed = {s.run_id for s in states if s.state == "failed"}
+    blocked = [
+        s.run_id
+        for s in states
+        if s.teacher_run in failed and s.run_id not in with_result and s.state != "running"
+    ]
     return [
-        replace(s, detail=f"teacher {s.teacher_run} failed")
-        if s.state == "missing" and s.teacher_run in failed
-        else s
+        replace(s, detail=f"teacher {s.teacher_run} failed") if s.run_id in blocked else s
         for s in states
     ]
 

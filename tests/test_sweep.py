@@ -23,6 +23,7 @@ from kdbench.jobs import (
     Job,
     JobState,
     SchedulerError,
+    job_paths,
     job_states,
     jobs_folder,
     latest_jobs,
@@ -237,6 +238,9 @@ def test_states_come_from_results_then_from_the_scheduler(tmp_path, fake_slurm):
     (fake_slurm / "sacct.txt").write_text(
         "JobID|State\n7_0|FAILED\n7_1|RUNNING\n8|CANCELLED by 0\n"
     )
+    log = job_paths(results, "8").stderr  # job 8 started, then was cancelled
+    log.parent.mkdir(parents=True)
+    log.write_text("slurmstepd: error: *** JOB 8 CANCELLED ***\n")
     states = {s.run_id: s for s in run_states(plan, results)}
     assert states[teacher.run_id()].state == "done"
     assert (states[s0.run_id()].state, states[s0.run_id()].detail) == ("failed", "ValueError: boom")
@@ -246,7 +250,7 @@ def test_states_come_from_results_then_from_the_scheduler(tmp_path, fake_slurm):
     )
     assert states[s2.run_id()].state == "failed"
     assert "job 8 ended (CANCELLED) without a result; log: " in states[s2.run_id()].detail
-    assert states[s2.run_id()].detail.endswith("jobs/8/8_0_log.err")
+    assert states[s2.run_id()].detail.endswith(str(log))
 
 
 def test_pending_array_tasks_are_queued_and_unlisted_new_jobs_too(tmp_path, fake_slurm):
@@ -288,6 +292,16 @@ def test_missing_and_failed_runs_are_submitted_and_students_of_a_failed_teacher_
     blocked = {s.run_id: s.detail for s in states if s.state == "missing"}
     assert blocked == {r.run_id(): f"teacher {teacher.run_id()} failed" for r in (s1, s2)}
     assert counts(states) == {"done": 1, "running": 0, "queued": 0, "failed": 1, "missing": 2}
+
+
+def test_a_student_cancelled_because_its_teacher_failed_says_so(tmp_path, fake_slurm):
+    plan, results = small_plan(), tmp_path / "results"
+    teacher, (s0, *_) = plan.teachers[0], plan.students
+    write_record(results, teacher, "failed", "ValueError: Input contains NaN.")
+    record_jobs(results, [Job(s0.run_id(), "slurm", "3_0", time.time())])
+    (fake_slurm / "sacct.txt").write_text("JobID|State\n3_0|CANCELLED by 0\n")
+    student = next(s for s in run_states(plan, results) if s.run_id == s0.run_id())
+    assert (student.state, student.detail) == ("failed", f"teacher {teacher.run_id()} failed")
 
 
 def test_journal_keeps_every_submission_and_the_last_one_wins(tmp_path):
