@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -128,15 +129,16 @@ def cmd_run(args) -> int:
     todo = to_submit(states, args.retry_failed)
     say(f"sweep {name}: {len(states)} runs; {tally(states)}; submitting {len(todo)}")
     try:
-        if args.executor == "slurm":
-            if not run_on_slurm(args, name, plan, states, todo, profile):
-                return 0
-        else:
+        if args.executor != "slurm":
             with tracker(len(todo)) as track:
                 skipped = run_here(
                     todo, states, args.results, args.executor, track, args.parallel, args.plugin
                 )
             report_skipped(skipped)
+        elif not run_on_slurm(args, name, plan, states, todo, profile):
+            return 0
+    except SchedulerError as err:  # sbatch refused the jobs, or sacct stopped answering
+        raise ConfigError(str(err)) from err
     except KeyboardInterrupt:
         if args.executor == "slurm":
             say(f"stopped waiting; the jobs go on: kdbench sweep status {sweep_args(args)}")
@@ -172,7 +174,7 @@ def run_on_slurm(
 def tracker(total: int) -> Tracker:
     from kdbench.harness import show_progress  # imports torch
 
-    return Tracker(total, say, show_progress(None))
+    return Tracker(total, say, show_progress(None), console)
 
 
 def report_skipped(skipped: list[tuple[RunStatus, str]]) -> None:
@@ -195,7 +197,7 @@ def tally(states: list[RunStatus]) -> str:
 def sweep_args(args) -> str:
     """The spec, preset, overrides and results of this command, to repeat in a hint."""
     parts = [args.spec] if args.spec else [f"--preset {args.preset}"]
-    parts += [*args.overrides, f"--results {args.results}"]
+    parts += [*map(shlex.quote, args.overrides), f"--results {shlex.quote(str(args.results))}"]
     return " ".join(parts)
 
 

@@ -12,14 +12,17 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 
 import submitit
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from submitit.core.utils import FailedJobError
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from kdbench.config import ConfigError, RunConfig, from_dict, load_yaml
-from kdbench.jobs import Job, JobState, jobs_folder, record_jobs
+from kdbench.jobs import Job, JobState, SchedulerError, jobs_folder, record_jobs
 from kdbench.registry import load_plugin
 from kdbench.results import checkpoint_dir, read_result
 from kdbench.sweep import Plan, RunStatus, classify, describe, run_states
@@ -138,14 +141,16 @@ def blocked_by(student: RunStatus, by_id: dict[str, RunStatus], starting: set[st
 class Tracker:
     """A sweep's progress: a rich bar on a terminal, and one line per finished run."""
 
-    def __init__(self, total: int, log: Callable[[str], None], show: bool) -> None:
-        self.total, self.log, self.show = total, log, show
+    def __init__(
+        self, total: int, log: Callable[[str], None], show: bool, console: Console | None = None
+    ) -> None:
+        self.total, self.log, self.show, self.console = total, log, show, console
         self.bar: Progress | None = None
 
     def __enter__(self) -> Tracker:
-        if self.show:
+        if self.show:  # on the console that ``log`` prints to, so lines go above the bar
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-            self.bar = Progress(*columns, TimeElapsedColumn(), transient=True)
+            self.bar = Progress(*columns, TimeElapsedColumn(), console=self.console, transient=True)
             self.bar.start()
             self.task = self.bar.add_task("sweep", total=self.total)
         return self
@@ -174,15 +179,16 @@ def submit_slurm(
     plugins: list[str] = (),
 ) -> tuple[list[Job], list[tuple[RunStatus, str]]]:
     """Queue ``todo`` on Slurm: the teachers in one array, then each teacher's students in one
-    array after it (``afterok``). Returns the jobs, and the students left out with the reason."""
+    array after it (``afterok``). Returns the jobs, and the students left out with the reason.
+    Each array is in the journal as soon as it is queued, so no failure can queue it twice."""
     executor = submitit.SlurmExecutor(
         jobs_folder(results) / "%j", max_num_timeout=profile.requeues, python=profile.python
     )
     executor.update_parameters(job_name=f"kdbench-{name}", **profile.parameters())
-    train = TrainJob(results, plugins)
+    submit = partial(submit_array, executor, TrainJob(results, plugins), results)
     by_id = {s.run_id: s for s in states}
-    teachers = [s for s in todo if s.role == "teacher"]
-    job_of = submit_array(executor, train, teachers, dependency=None)
+    jobs = submit([s for s in todo if s.role == "teacher"], after=None)
+    job_of = {job.run_id: job.job_id for job in jobs}
     groups: dict[str | None, list[RunStatus]] = defaultdict(list)
     skipped = []
     for student in (s for s in todo if s.role == "student"):
@@ -192,9 +198,7 @@ def submit_slurm(
         else:
             groups[teacher_job(student, by_id, job_of)].append(student)
     for after, students in groups.items():
-        job_of |= submit_array(executor, train, students, dependency=after)
-    jobs = [Job(run_id, "slurm", job_id, time.time()) for run_id, job_id in job_of.items()]
-    record_jobs(results, jobs)
+        jobs += submit(students, after=after)
     return jobs, skipped
 
 
@@ -210,15 +214,24 @@ def teacher_job(student: RunStatus, by_id: dict[str, RunStatus], new: dict[str, 
 def submit_array(
     executor: submitit.SlurmExecutor,
     train: TrainJob,
+    results: Path,
     runs: list[RunStatus],
-    dependency: str | None,
-) -> dict[str, str]:
-    """One ``map_array`` of ``runs``, to start after job ``dependency`` succeeded; {run: job id}."""
+    after: str | None,
+) -> list[Job]:
+    """One ``map_array`` of ``runs``, to start once job ``after`` succeeded; journaled."""
     if not runs:
-        return {}
-    executor.update_parameters(dependency=f"afterok:{dependency}" if dependency else None)
-    jobs = executor.map_array(train, [s.cfg for s in runs])
-    return {s.run_id: job.job_id for s, job in zip(runs, jobs, strict=True)}
+        return []
+    executor.update_parameters(dependency=f"afterok:{after}" if after else None)
+    try:
+        submitted = executor.map_array(train, [s.cfg for s in runs])
+    except FailedJobError as err:  # sbatch said no: a bad partition, account, ...
+        reasons = [line.removeprefix("sbatch: error: ") for line in str(err).strip().splitlines()]
+        raise SchedulerError(f"sbatch refused the jobs: {'; '.join(reasons)}") from err
+    jobs = [
+        Job(s.run_id, "slurm", j.job_id, time.time()) for s, j in zip(runs, submitted, strict=True)
+    ]
+    record_jobs(results, jobs)
+    return jobs
 
 
 def wait_slurm(

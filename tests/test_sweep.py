@@ -360,6 +360,30 @@ def test_students_of_a_failed_teacher_are_left_out_with_the_reason(tmp_path, fak
     assert reason == f"teacher {lq.run_id()} failed; --retry-failed retries it"
 
 
+def test_a_refused_array_leaves_the_queued_ones_journaled_and_a_rerun_waits_for_them(
+    tmp_path, fake_slurm, capsys
+):
+    sbatch = fake_slurm / "bin" / "sbatch"
+    working = sbatch.read_text()
+    refuse = (
+        'if [ $n -ge 2 ]; then echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2; exit 1; fi'
+    )
+    sbatch.write_text(working.replace("cp ", f"{refuse}\ncp ", 1))  # teacher queued, then no
+    results = tmp_path / "results"
+    args = ["sweep", "run", "--preset", "smoke", "--executor", "slurm", "--profile",
+            str(ROOT / "slurm" / "local.yaml"), "--results", str(results)]  # fmt: skip
+    assert main(args) == 2
+    assert "error: sbatch refused the jobs: QOSMaxSubmitJobPerUserLimit" in capsys.readouterr().err
+    teacher = expand(load_spec(preset="smoke")).teachers[0]
+    assert {r: j.job_id for r, j in latest_jobs(results).items()} == {teacher.run_id(): "1"}
+    sbatch.write_text(working)
+    (fake_slurm / "sacct.txt").write_text("JobID|State\n1|PENDING\n")
+    assert main(args) == 0
+    assert "5 runs; 1 queued, 4 missing; submitting 4" in capsys.readouterr().err
+    assert "#SBATCH --dependency=afterok:1" in sbatch_lines(fake_slurm, 2)
+    assert len(latest_jobs(results)) == 5
+
+
 # --- profiles and the job callable -------------------------------------------------------
 
 
