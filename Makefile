@@ -3,7 +3,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-slurm lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Sweeps on a real Slurm: start the test cluster first (sudo slurm/start.sh); prints the timings.
+test-slurm: $(STAMP)
+	$(PY) -m pytest -q -rA tests/test_slurm.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

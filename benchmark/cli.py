@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from kdbench.cli_data import add_commands as add_data_commands
 from kdbench.cli_report import add_commands as add_report_commands
+from kdbench.cli_sweep import add_commands as add_sweep_commands
 from kdbench.config import ConfigError, build_config, load_preset, load_yaml, preset_names
 from kdbench.registry import DATASETS, METHODS, MODELS, UnknownNameError, load_plugin
 
@@ -81,6 +82,7 @@ def parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
     add_report_commands(sub)
     add_data_commands(sub)
+    add_sweep_commands(sub)
     return p
 
 
@@ -97,8 +99,8 @@ def cmd_list(args) -> None:
     from rich.table import Table
 
     if args.what == "presets":
-        for name in preset_names():
-            console.print(name)
+        for kind in ("run", "sweep"):
+            console.print(f"{kind}: {', '.join(preset_names(kind))}")
         return
     registry = {"methods": METHODS, "models": MODELS, "datasets": DATASETS}[args.what]
     table = Table(title=f"kdbench {args.what}")

@@ -191,16 +191,26 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def preset_names() -> list[str]:
-    files = resources.files("kdbench") / "presets"
+PRESET_FOLDERS = {"run": "presets", "sweep": "presets/sweeps"}
+PRESET_COMMANDS = {"run": "kdbench run --preset", "sweep": "kdbench sweep run --preset"}
+
+
+def preset_names(kind: str = "run") -> list[str]:
+    """Shipped presets of ``kind``: ``run`` (one config) or ``sweep`` (a grid of runs)."""
+    files = resources.files("kdbench").joinpath(PRESET_FOLDERS[kind])
     return sorted(p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_preset(name: str) -> dict:
-    """A preset shipped with the package (``benchmark/presets/NAME.yaml``)."""
-    if name not in preset_names():
-        raise ConfigError(unknown_message("preset", name, preset_names()))
-    text = (resources.files("kdbench") / "presets" / f"{name}.yaml").read_text()
+def load_preset(name: str, kind: str = "run") -> dict:
+    """A preset shipped with the package: ``benchmark/presets/NAME.yaml`` for a run,
+    ``benchmark/presets/sweeps/NAME.yaml`` for a sweep."""
+    if name not in preset_names(kind):
+        other = next((k for k in PRESET_FOLDERS if k != kind and name in preset_names(k)), None)
+        if other:
+            hint = f"try `{PRESET_COMMANDS[other]} {name}`"
+            raise ConfigError(f"{name!r} is a {other} preset, not a {kind} preset; {hint}")
+        raise ConfigError(unknown_message(f"{kind} preset", name, preset_names(kind)))
+    text = resources.files("kdbench").joinpath(PRESET_FOLDERS[kind], f"{name}.yaml").read_text()
     return yaml.safe_load(text) or {}
 
 

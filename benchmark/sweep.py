@@ -1,10 +1,13 @@
-"""Sweeps: a base config × a grid, expanded into teacher runs and the student runs that use them."""
+"""Sweeps: a base config × a grid, expanded into teacher runs and the student runs that use them,
+and where each of those runs stands (its result on disk, its job in the scheduler)."""
 
 from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from kdbench.config import (
@@ -12,14 +15,18 @@ from kdbench.config import (
     RunConfig,
     TeacherConfig,
     TrainConfig,
+    apply_overrides,
     from_dict,
     load_preset,
     load_yaml,
     set_path,
 )
+from kdbench.jobs import Job, JobState, job_paths, job_states, latest_jobs
 from kdbench.registry import METHODS
+from kdbench.results import read_result
 
 SPEC_KEYS = ("name", "description", "extends", "base", "grid", "methods", "extra")
+STATES = ("done", "running", "queued", "failed", "missing")
 
 
 @dataclass
@@ -32,16 +39,52 @@ class Plan:
     def runs(self) -> list[RunConfig]:
         return self.teachers + self.students
 
+    def roles(self) -> Iterator[tuple[str, RunConfig]]:
+        yield from (("teacher", cfg) for cfg in self.teachers)
+        yield from (("student", cfg) for cfg in self.students)
 
-def load_spec(path: str | None = None, preset: str | None = None) -> dict:
-    """A sweep spec from a file or a preset; ``extends: PRESET`` starts from that preset."""
-    spec = load_preset(preset) if preset else load_yaml(path)
+
+def load_spec(
+    path: str | Path | None = None, preset: str | None = None, overrides: list[str] = ()
+) -> dict:
+    """A sweep spec from a file or a sweep preset, then ``key.sub=value`` overrides.
+
+    ``extends: PRESET`` starts from that sweep preset; ``base: NAME`` takes the run preset NAME
+    as the base config. Overrides address the spec, e.g. ``base.train.epochs=1`` or
+    ``grid.seed=[0,1]``.
+    """
+    if bool(path) == bool(preset):
+        raise ConfigError("give either a sweep file or --preset NAME (not both)")
+    spec = load_preset(preset, "sweep") if preset else load_yaml(path)
+    check_keys(spec)
+    if "extends" in spec:
+        parent = load_spec(preset=spec.pop("extends"))
+        spec = merge({k: v for k, v in parent.items() if k not in ("name", "description")}, spec)
+    if isinstance(spec.get("base"), str):
+        spec["base"] = load_preset(spec["base"], "run")
+    spec = apply_overrides(spec, list(overrides))
+    check_keys(spec)
+    check_shape(spec)
+    return spec
+
+
+def check_keys(spec: dict) -> None:
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
         raise ConfigError(f"sweep keys {unknown} are not known (expected: {', '.join(SPEC_KEYS)})")
-    if "extends" in spec:
-        spec = merge(load_spec(preset=spec.pop("extends")), spec)
-    return spec
+
+
+def check_shape(spec: dict) -> None:
+    if not isinstance(spec.get("base", {}), dict):
+        raise ConfigError(f"base: expected a mapping or a run preset's name, got {spec['base']!r}")
+    if not isinstance(spec.get("grid", {}), dict):
+        raise ConfigError(f"grid: expected a mapping of keys to lists, got {spec['grid']!r}")
+    for key, values in spec.get("grid", {}).items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid.{key}: expected a non-empty list of values, got {values!r}")
+    extra = spec.get("extra", [])
+    if not isinstance(extra, list) or not all(isinstance(e, dict) for e in extra):
+        raise ConfigError(f"extra: expected a list of mappings (one per run), got {extra!r}")
 
 
 def merge(parent: dict, child: dict) -> dict:
@@ -141,3 +184,87 @@ def describe(cfg: RunConfig) -> str:
     parts = asdict(cfg)
     models = model_label(parts["student"]), method_label(parts["method"])
     return f"{data_label(parts['data'])} | {' | '.join(models)} | seed {cfg.seed}"
+
+
+@dataclass
+class RunStatus:
+    """Where one run of a sweep stands: ``state`` is one of STATES."""
+
+    cfg: RunConfig
+    role: str  # teacher | student
+    state: str = "missing"
+    detail: str = ""  # the error of a failed run; the job and the scheduler's word otherwise
+    job: Job | None = None
+
+    @cached_property
+    def run_id(self) -> str:
+        return self.cfg.run_id()
+
+    @property
+    def teacher_run(self) -> str | None:
+        return self.cfg.teacher.run if self.cfg.teacher else None
+
+
+def run_states(plan: Plan, results: Path, scheduler: bool = True) -> list[RunStatus]:
+    """Where every run of ``plan`` stands, from its result JSON and its latest job.
+
+    A finished result wins; then a job still queued or running (a retry of a failed run); then
+    a failed result; a job that ended without writing one (cancelled, timed out, killed) counts
+    as failed too. ``scheduler=False`` reads the results only. Raises ``SchedulerError`` when
+    the scheduler cannot be asked.
+    """
+    states = [RunStatus(cfg, role) for role, cfg in plan.roles()]
+    records = {s.run_id: read_result(results, s.run_id) for s in states}
+    unfinished = {s.run_id for s in states if (records[s.run_id] or {}).get("status") != "done"}
+    jobs = latest_jobs(results) if scheduler else {}
+    jobs = {run_id: job for run_id, job in jobs.items() if run_id in unfinished}
+    live = job_states(results, jobs.values())
+    states = [
+        classify(s, records[s.run_id], jobs.get(s.run_id), live.get(s.run_id), results)
+        for s in states
+    ]
+    return note_blocked(states, {run_id for run_id, record in records.items() if record})
+
+
+def classify(
+    status: RunStatus, record: dict | None, job: Job | None, live: JobState | None, results: Path
+) -> RunStatus:
+    if record and record.get("status") == "done":
+        return replace(status, state="done", detail="")
+    if job and live and live.phase in ("queued", "running"):
+        detail = f"{job.executor} job {job.job_id}: {live.word}"
+        return replace(status, state=live.phase, detail=detail, job=job)
+    if record:
+        return replace(status, state="failed", detail=record.get("error", "failed"), job=job)
+    if job and live:
+        detail = f"{job.executor} job {job.job_id} ended ({live.word}) without a result"
+        log = job_paths(results, job.job_id).stderr
+        detail += f"; log: {log}" if log.exists() else ""
+        return replace(status, state="failed", detail=detail, job=job)
+    return status
+
+
+def note_blocked(states: list[RunStatus], with_result: set[str]) -> list[RunStatus]:
+    """A student without a result whose teacher failed says so (its job, if any, was cancelled
+    by Slurm: its ``afterok`` dependency can never be met)."""
+    failed = {s.run_id for s in states if s.state == "failed"}
+    blocked = [
+        s.run_id
+        for s in states
+        if s.teacher_run in failed and s.run_id not in with_result and s.state != "running"
+    ]
+    return [
+        replace(s, detail=f"teacher {s.teacher_run} failed") if s.run_id in blocked else s
+        for s in states
+    ]
+
+
+def to_submit(states: list[RunStatus], retry_failed: bool = False) -> list[RunStatus]:
+    """Runs to (re)submit: missing ones, and failed ones with ``retry_failed``."""
+    wanted = {"missing", "failed"} if retry_failed else {"missing"}
+    return [s for s in states if s.state in wanted]
+
+
+def counts(states: list[RunStatus]) -> dict[str, int]:
+    """How many runs are in each state (every state listed, zeros included)."""
+    return {state: sum(s.state == state for s in states) for state in STATES}

@@ -69,9 +69,18 @@ def test_run_id_is_a_content_hash():
 
 
 def test_presets_ship_and_load():
-    assert {"smoke", "demo"} <= set(preset_names())
+    assert "smoke" in preset_names()
+    assert {"smoke", "demo", "paper"} <= set(preset_names("sweep"))
     cfg = build_config(load_preset("smoke"))
     assert isinstance(cfg, RunConfig)
     assert cfg.data.name == "synthff"
-    with pytest.raises(ConfigError, match="unknown preset 'smok'; did you mean 'smoke'"):
+    with pytest.raises(ConfigError, match="unknown run preset 'smok'; did you mean 'smoke'"):
         load_preset("smok")
+
+
+def test_a_preset_of_the_other_kind_says_which_command_takes_it():
+    with pytest.raises(ConfigError) as err:
+        load_preset("paper")
+    assert str(err.value) == (
+        "'paper' is a sweep preset, not a run preset; try `kdbench sweep run --preset paper`"
+    )

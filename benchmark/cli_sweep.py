@@ -1,0 +1,220 @@
+"""``kdbench sweep plan|run|status``: a grid of runs planned, run (Slurm, local, debug), watched."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kdbench.config import ConfigError, preset_names
+from kdbench.executors import (
+    EXECUTORS,
+    UNDER_WAY,
+    SlurmProfile,
+    Tracker,
+    load_profile,
+    run_here,
+    submit_slurm,
+    wait_slurm,
+)
+from kdbench.jobs import SchedulerError
+from kdbench.summary import data_label, method_label, model_label
+from kdbench.sweep import Plan, RunStatus, counts, expand, load_spec, run_states, to_submit
+
+console = Console(stderr=True)
+STYLES = {"done": "green", "failed": "red", "running": "yellow", "queued": "cyan", "missing": "dim"}
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``kdbench sweep`` and its subcommands to the ``kdbench`` parser."""
+    sweep = sub.add_parser("sweep", help="plan, run and watch a grid of runs (Slurm or local)")
+    commands = sweep.add_subparsers(dest="sweep_command", required=True)
+
+    plan = commands.add_parser("plan", help="list a sweep's runs, their ids and existing results")
+    add_spec(plan)
+    plan.set_defaults(func=cmd_plan)
+
+    run = commands.add_parser("run", help="submit the runs that have no result yet")
+    add_spec(run)
+    run.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="slurm: job arrays; local: subprocesses here; debug: in this process (default: local)",
+    )
+    run.add_argument(
+        "--profile", type=Path, help="cluster profile for slurm, e.g. slurm/local.yaml"
+    )
+    run.add_argument("--wait", action="store_true", help="slurm: block until every run finished")
+    run.add_argument("--retry-failed", action="store_true", help="also resubmit failed runs")
+    run.add_argument(
+        "--parallel", type=int, help="local: runs at once (default: one per GPU, or 1)"
+    )
+    run.add_argument("--poll", type=float, default=10, help="seconds between checks with --wait")
+    run.set_defaults(func=cmd_run)
+
+    status = commands.add_parser("status", help="done / running / queued / failed, per run")
+    add_spec(status)
+    status.set_defaults(func=cmd_status)
+
+
+def say(text: str) -> None:
+    """A log line, printed as is (run labels contain ``[...]``, which rich would eat)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def add_spec(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", nargs="?", help="a sweep YAML")
+    p.add_argument("--preset", help=f"a shipped sweep ({', '.join(preset_names('sweep'))})")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="changes to the sweep, e.g. base.train.epochs=1 grid.seed=[0]",
+    )
+    p.add_argument(
+        "--results", type=Path, default=Path("results"), help="runs/, checkpoints/, jobs/ here"
+    )
+
+
+def load_plan(args) -> tuple[str, Plan]:
+    """The sweep's name and its plan, every run validated before anything is written."""
+    from kdbench.harness import validate
+
+    if args.spec and "=" in args.spec:  # argparse took the first override for the file
+        args.overrides.insert(0, args.spec)
+        args.spec = None
+    spec = load_spec(args.spec, args.preset, args.overrides)
+    plan = expand(spec)
+    for cfg in plan.runs():
+        validate(cfg)
+    return spec.get("name") or Path(args.spec).stem, plan
+
+
+def cmd_plan(args) -> int:
+    name, plan = load_plan(args)
+    states = run_states(plan, args.results, scheduler=False)
+    title = f"sweep {name}: {len(plan.teachers)} teacher(s), {len(plan.students)} student runs"
+    print_states(states, title)
+    return 0
+
+
+def cmd_status(args) -> int:
+    name, plan = load_plan(args)
+    try:
+        states = run_states(plan, args.results)
+    except SchedulerError as err:
+        console.print(f"[yellow]warning:[/yellow] {escape(str(err))}; showing results only")
+        states = run_states(plan, args.results, scheduler=False)
+    print_states(states, f"sweep {name} in {args.results}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    name, plan = load_plan(args)
+    if args.executor == "slurm" and not args.profile:
+        raise ConfigError("--executor slurm needs --profile slurm/NAME.yaml, e.g. slurm/local.yaml")
+    profile = load_profile(args.profile) if args.executor == "slurm" else None
+    started = time.time()
+    try:
+        states = run_states(plan, args.results)
+    except SchedulerError as err:  # unsure what is in flight, so submit nothing twice
+        raise ConfigError(f"cannot tell which runs are queued or running: {err}") from err
+    todo = to_submit(states, args.retry_failed)
+    say(f"sweep {name}: {len(states)} runs; {tally(states)}; submitting {len(todo)}")
+    try:
+        if args.executor != "slurm":
+            with tracker(len(todo)) as track:
+                skipped = run_here(
+                    todo, states, args.results, args.executor, track, args.parallel, args.plugin
+                )
+            report_skipped(skipped)
+        elif not run_on_slurm(args, name, plan, states, todo, profile):
+            return 0
+    except SchedulerError as err:  # sbatch refused the jobs, or sacct stopped answering
+        raise ConfigError(str(err)) from err
+    except KeyboardInterrupt:
+        if args.executor == "slurm":
+            say(f"stopped waiting; the jobs go on: kdbench sweep status {sweep_args(args)}")
+        else:
+            say("interrupted; unfinished runs resume from their last epoch on the next sweep run")
+        return 130
+    return finish(run_states(plan, args.results), args.results, time.time() - started)
+
+
+def run_on_slurm(
+    args,
+    name: str,
+    plan: Plan,
+    states: list[RunStatus],
+    todo: list[RunStatus],
+    profile: SlurmProfile,
+) -> bool:
+    """Submit ``todo``, then wait for every job of the sweep with ``--wait``. False when it
+    returned with jobs under way."""
+    jobs, skipped = submit_slurm(todo, states, args.results, profile, name, args.plugin)
+    report_skipped(skipped)
+    if jobs:
+        say(f"submitted {len(jobs)} jobs to Slurm: {jobs[0].job_id} .. {jobs[-1].job_id}")
+    under_way = {s.run_id for s in states if s.state in UNDER_WAY} | {j.run_id for j in jobs}
+    if under_way and not args.wait:
+        say(f"watch: kdbench sweep status {sweep_args(args)}")
+        return False
+    with tracker(len(under_way)) as track:
+        wait_slurm(plan, args.results, under_way, track, args.poll)
+    return True
+
+
+def tracker(total: int) -> Tracker:
+    from kdbench.harness import show_progress  # imports torch
+
+    return Tracker(total, say, show_progress(None), console)
+
+
+def report_skipped(skipped: list[tuple[RunStatus, str]]) -> None:
+    for status, reason in skipped:
+        say(f"not run: {status.run_id} (student): {reason}")
+
+
+def finish(states: list[RunStatus], results: Path, took: float) -> int:
+    """The closing lines: the tally, where results are, the report command; 1 if any failed."""
+    say(f"{len(states)} runs: {tally(states)}; wall time {took:.0f} s")
+    say(f"results: {Path(results) / 'runs'}")
+    say(f"report:  kdbench report {results} --out {Path(results) / 'report'}")
+    return 1 if any(s.state == "failed" for s in states) else 0
+
+
+def tally(states: list[RunStatus]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in counts(states).items() if n)
+
+
+def sweep_args(args) -> str:
+    """The spec, preset, overrides and results of this command, to repeat in a hint."""
+    parts = [args.spec] if args.spec else [f"--preset {args.preset}"]
+    parts += [*map(shlex.quote, args.overrides), f"--results {shlex.quote(str(args.results))}"]
+    return " ".join(parts)
+
+
+def print_states(states: list[RunStatus], title: str) -> None:
+    table = Table(title=title, caption=tally(states))
+    for column in ("run", "role", "data", "model", "method", "seed", "state", "detail"):
+        table.add_column(column, no_wrap=column in ("run", "state"))
+    for s in states:
+        cfg, style = asdict(s.cfg), STYLES[s.state]
+        table.add_row(
+            s.run_id,
+            s.role,
+            data_label(cfg["data"]),
+            model_label(cfg["student"]),
+            escape(method_label(cfg["method"])),
+            str(s.cfg.seed),
+            f"[{style}]{s.state}[/{style}]",
+            escape(s.detail),
+        )
+    Console(width=max(160, Console().width)).print(table)
