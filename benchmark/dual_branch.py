@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdbench.frequency import BANDS, FAD
+from kdbench.frequency import BANDS, FAD, LFS
 from kdbench.models import TimmNet
 from kdbench.output import Output
 from kdbench.registry import MODELS
@@ -20,6 +21,9 @@ class DualBranch(nn.Module):
 
     ``branch``: ``"both"``, or ``"spatial"`` / ``"frequency"`` alone (the ablation teachers).
     ``image_size``: the (square) input size, fixed by FAD's DCT matrix.
+    ``lfs``: also feed the frequency branch F3-Net's local frequency statistics (``LFS``: 6
+    log-DCT band maps of sliding windows, up-sampled to the image size), so it takes
+    ``12 + 6`` channels; F3-Net gives LFS a backbone of its own, we concatenate.
     ``fusion``: only ``"late"``; a mid-level exchange would need stage-by-stage execution,
     which timm does not offer for an arbitrary backbone.
     """
@@ -32,6 +36,7 @@ class DualBranch(nn.Module):
         image_size: int = 64,
         branch: str = "both",
         fusion: str = "late",
+        lfs: bool = False,
     ) -> None:
         super().__init__()
         if branch not in BRANCHES:
@@ -43,7 +48,8 @@ class DualBranch(nn.Module):
             self.branches["spatial"] = TimmNet(spatial, num_classes=0)
         if branch in ("both", "frequency"):
             self.fad = FAD(image_size)
-            channels = 3 * len(BANDS)
+            self.lfs = LFS() if lfs else None
+            channels = 3 * len(BANDS) + (self.lfs.masks.shape[0] if lfs else 0)
             self.branches["frequency"] = TimmNet(frequency, num_classes=0, in_chans=channels)
         width = sum(_pooled_width(net) for net in self.branches.values())
         self.head = nn.Linear(width, num_classes)
@@ -52,11 +58,19 @@ class DualBranch(nn.Module):
         features = {}
         pooled = []
         for name, net in self.branches.items():
-            out = net(self.fad(x) if name == "frequency" else x)
+            out = net(self.frequency_input(x) if name == "frequency" else x)
             features.update({f"{name}.{key}": value for key, value in out.features.items()})
             pooled.append(out.features["pooled"])
         features["fused"] = torch.cat(pooled, dim=1)
         return Output(self.head(features["fused"]), features)
+
+    def frequency_input(self, x: Tensor) -> Tensor:
+        """FAD's 12 band images, plus the LFS maps (nearest up-sampled) when enabled."""
+        bands = self.fad(x)
+        if self.lfs is None:
+            return bands
+        stats = F.interpolate(self.lfs(x), size=x.shape[-2:], mode="nearest")
+        return torch.cat([bands, stats], dim=1)
 
 
 def _pooled_width(net: TimmNet) -> int:

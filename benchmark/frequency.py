@@ -102,3 +102,58 @@ class FAD(nn.Module):
         spectrum = dct2(x, self.basis).unsqueeze(1)  # [B, 1, C, S, S]
         bands = idct2(spectrum * self.filters()[:, None], self.basis)  # [B, 4, C, S, S]
         return bands.flatten(1, 2)
+
+
+class LFS(nn.Module):
+    """F3-Net's local frequency statistics: the DCT of every ``window``×``window`` patch of the
+    grey image (stride ``stride``), as ``log10(|DCT| + eps)``, averaged over ``bands`` bands of
+    ``i + j`` (equal widths over ``[0, 2·window)``), each band weighted by a learnable residual
+    filter like FAD's; output ``[B, bands, H/stride, W/stride]``.
+
+    A spectral peak left by up-sampling raises one band's statistic in every patch it covers:
+    a map a CNN reads at once, where in pixels it is a faint periodic texture.
+    """
+
+    def __init__(
+        self,
+        window: int = 8,
+        stride: int = 2,
+        bands: int = 6,
+        eps: float = 1e-3,
+        learnable: bool = True,
+        init_std: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if window <= stride or (window - stride) % 2:
+            raise ValueError(
+                f"LFS needs window > stride and an even window - stride, got {window}, {stride}"
+            )
+        self.window, self.stride, self.eps = window, stride, eps
+        self.register_buffer("basis", dct_matrix(window), persistent=False)
+        index = torch.arange(window)
+        diagonal = index[:, None] + index[None, :]
+        width = 2 * window / bands
+        masks = torch.stack(
+            [(diagonal >= width * i) & (diagonal < width * (i + 1)) for i in range(bands)]
+        ).float()
+        self.register_buffer("masks", masks, persistent=False)
+        self.weight = (
+            nn.Parameter(torch.randn(bands, window, window) * init_std) if learnable else None
+        )
+
+    def filters(self) -> Tensor:
+        """Band filters ``[bands, w, w]``, each normalised to mean over its own band."""
+        masks = self.masks
+        if self.weight is not None:
+            masks = masks + (2 * torch.sigmoid(self.weight) - 1) * masks
+        return masks / self.masks.sum(dim=(1, 2), keepdim=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        grey = x.mean(dim=1, keepdim=True)
+        b, _, h, w = grey.shape
+        pad = (self.window - self.stride) // 2
+        patches = nn.functional.unfold(grey, self.window, padding=pad, stride=self.stride)
+        patches = patches.transpose(1, 2).reshape(b, -1, self.window, self.window)
+        spectrum = torch.log10(dct2(patches, self.basis).abs() + self.eps)  # [B, L, w, w]
+        stats = torch.einsum("blij,mij->bml", spectrum, self.filters())
+        return stats.reshape(b, -1, h // self.stride, w // self.stride)

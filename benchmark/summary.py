@@ -50,9 +50,10 @@ def data_label(data: dict) -> str:
 
 def model_label(model: dict) -> str:
     kwargs = model.get("kwargs") or {}
+    name = model["name"] + ("+lfs" if kwargs.get("lfs") else "")
     if kwargs.get("branch", "both") != "both":
-        return f"{model['name']} ({kwargs['branch']} only)"
-    return model["name"]
+        return f"{name} ({kwargs['branch']} only)"
+    return name
 
 
 def method_label(method: dict) -> str:

@@ -10,7 +10,7 @@ from fvcore.nn import FlopCountAnalysis
 from torch import Tensor, nn
 
 from kdbench.dual_branch import DualBranch
-from kdbench.frequency import BANDS, FAD, band_masks, dct2, dct_matrix, idct2
+from kdbench.frequency import BANDS, FAD, LFS, band_masks, dct2, dct_matrix, idct2
 from kdbench.models import build_model
 
 SIZE = 32  # the dual-branch tests' image size
@@ -79,6 +79,33 @@ def test_fad_residual_stays_in_its_band_unless_unconfined():
 def test_fad_rejects_another_image_size():
     with pytest.raises(ValueError, match="image_size=16"):
         FAD(16)(torch.randn(1, 3, 32, 32))
+
+
+def test_lfs_of_a_constant_image_by_hand():
+    stats = LFS(window=8, stride=2, bands=6, eps=1e-3, init_std=0.0)(
+        torch.full((1, 3, 32, 32), 0.5)
+    )
+    assert stats.shape == (1, 6, 16, 16)
+    # an interior 8x8 patch of a constant c has one non-zero DCT coefficient, DC = 8c; band 0
+    # (i + j <= 2) averages it with 5 zeros, every other band holds zeros only
+    dc_band = (np.log10(8 * 0.5 + 1e-3) + 5 * np.log10(1e-3)) / 6
+    assert torch.allclose(stats[0, 0, 4:12, 4:12], torch.tensor(dc_band, dtype=torch.float32))
+    assert torch.allclose(stats[0, 1:, 4:12, 4:12], torch.tensor(-3.0))
+
+
+def test_lfs_top_band_sees_a_checkerboard_the_pixels_hide():
+    smooth = torch.linspace(-1, 1, 32).expand(1, 3, 32, 32)
+    checker = smooth + 0.05 * (-1.0) ** (torch.arange(32)[:, None] + torch.arange(32))
+    lfs = LFS(init_std=0.0)
+    gap = lfs(checker)[0, :, 4:12, 4:12].mean((1, 2)) - lfs(smooth)[0, :, 4:12, 4:12].mean((1, 2))
+    assert gap[-1] > 1.0  # the top band (i + j >= 13.3) holds the (7, 7) coefficient
+    assert gap[-1] == gap.max()
+
+
+def test_dual_branch_with_lfs_feeds_18_channels():
+    net = DualBranch(num_classes=2, image_size=SIZE, branch="frequency", lfs=True, **BACKBONES)
+    assert net.frequency_input(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 18, SIZE, SIZE)
+    assert net(torch.randn(2, 3, SIZE, SIZE)).logits.shape == (2, 2)
 
 
 @pytest.fixture(scope="module")
