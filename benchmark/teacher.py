@@ -59,8 +59,6 @@ def teacher_dtype(precision: str, device: torch.device) -> torch.dtype:
 class LiveTeacher:
     """Runs the frozen teacher on each batch; returns logits + ``features`` in float32."""
 
-    cached = False
-
     def __init__(
         self, model: nn.Module, features: list[str], device: torch.device, dtype: torch.dtype
     ) -> None:
@@ -88,8 +86,6 @@ def as_output(tensors: dict[str, Tensor]) -> Output:
 
 class CachedTeacher:
     """Teacher outputs looked up by ``(batch["index"], batch["view"])`` in a stored table."""
-
-    cached = True
 
     def __init__(self, table: dict[str, Tensor], views: int, device: torch.device) -> None:
         self.table, self.views, self.device = table, views, device
