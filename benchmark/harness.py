@@ -35,12 +35,12 @@ from kdbench.results import (
     write_json,
 )
 from kdbench.teacher import (
-    PRECISIONS,
     CachedTeacher,
     LiveTeacher,
     TeacherCache,
     ViewSampler,
     cacheable,
+    check_precision,
     teacher_dtype,
 )
 
@@ -78,8 +78,8 @@ def validate(cfg: RunConfig) -> None:
             f"method {cfg.method.name!r} distils from a teacher: set teacher.name and "
             "teacher.run (a teacher run id) or teacher.checkpoint"
         )
-    if cfg.teacher and cfg.teacher.precision not in PRECISIONS:
-        raise ConfigError(unknown_message("teacher.precision", cfg.teacher.precision, PRECISIONS))
+    if cfg.teacher:
+        check_precision(cfg.teacher.precision)
     if cfg.train.optimizer not in OPTIMIZERS:
         raise ConfigError(unknown_message("optimizer", cfg.train.optimizer, OPTIMIZERS))
     if cfg.train.schedule not in LR_SCHEDULES:

@@ -27,7 +27,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from kdbench.config import ConfigError
 from kdbench.output import Output
+from kdbench.registry import unknown_message
 
 PRECISIONS = ("auto", "fp32", "bf16")
 CACHE_FORMAT = 1
@@ -44,13 +46,14 @@ def native_bf16(device: torch.device) -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(unknown_message("teacher.precision", precision, PRECISIONS))
+
+
 def teacher_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype the teacher computes in: ``auto`` is bf16 where native, else fp32."""
-    if precision not in PRECISIONS:
-        from kdbench.config import ConfigError
-        from kdbench.registry import unknown_message
-
-        raise ConfigError(unknown_message("teacher.precision", precision, PRECISIONS))
+    check_precision(precision)
     if precision == "auto":
         return torch.bfloat16 if native_bf16(device) else torch.float32
     return torch.bfloat16 if precision == "bf16" else torch.float32

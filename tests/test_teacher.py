@@ -148,3 +148,8 @@ def test_a_cached_run_trains_exactly_like_a_live_one(tiny, tmp_path):
     assert live["teacher"]["cache_reason"] == "teacher.cache is false"
     for a, b in zip(cached["history"], live["history"], strict=True):
         assert a["train"] == b["train"] and a["test"] == b["test"]
+
+
+def test_validate_rejects_an_unknown_precision_before_training(tiny):
+    with pytest.raises(ConfigError, match="did you mean 'fp32'"):
+        harness.validate(tiny("method.name=kd", "teacher.precision=fp23"))
