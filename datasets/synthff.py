@@ -21,7 +21,7 @@ from kdbench.results import cache_root
 QUALITIES = ("raw", "hq", "lq")
 SPLITS = ("train", "val", "test")
 FAKE_KINDS = ("spatial", "frequency", "both")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONTOUR_POINTS = 17
 # landmark order: left eye, right eye, nose tip, left and right mouth corner, then CONTOUR_POINTS
 # points on the face oval from the upper left, down round the chin, to the upper right
@@ -29,6 +29,12 @@ NUM_LANDMARKS = 5 + CONTOUR_POINTS
 RENDER_CHUNK = 256
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+JPEG_LUMA = (0.299, 0.587, 0.114)
+# The spatial artifact is a colour shift of the blended face along the one RGB direction that
+# changes neither JPEG's luma nor the grey image LFS reads (the mean of the ImageNet-normalised
+# channels): no frequency statistic of the grey image sees it, only colour (pixels) does.
+CHROMA_AXIS = np.cross(1 / np.array(IMAGENET_STD), np.array(JPEG_LUMA))
+CHROMA_AXIS = CHROMA_AXIS / np.linalg.norm(CHROMA_AXIS)
 
 SKIN_LIGHT = np.array([236.0, 198.0, 170.0])
 SKIN_DARK = np.array([105.0, 70.0, 50.0])
@@ -50,9 +56,7 @@ class SynthFFSpec:
     seed: int = 0
     jpeg_hq: int = 90
     jpeg_lq: int = 45
-    spatial_color: float = 0.08  # max per-channel gain / offset (fraction of 255) of the blend copy
-    spatial_texture: float = 1.5  # max sharpen (or blur) amount of the blend copy
-    spatial_scale: float = 0.05  # max relative scale jitter of the blend copy
+    spatial_color: float = 0.15  # max chroma shift of the blend copy (fraction of 255)
     blend_sigma: tuple[float, float] = (0.6, 1.4)  # mask blur range, pixels at size 64
     freq_strength: float = 0.06  # phase-gain mismatch of the 2x up-sampling kernel
     freq_blur: float = 0.1  # share of fine detail the frequency re-synthesis loses
@@ -375,10 +379,7 @@ def forgery_params(kind: str, spec: SynthFFSpec, rng: np.random.Generator) -> di
         "grow": round(rng.uniform(-1.5, 1.5) * unit),
         "sigma": rng.uniform(spec.blend_sigma[0], spec.blend_sigma[1]) * unit,
         "ratio": rng.choice([0.6, 0.8, 1.0, 1.0]) if spatial else 1.0,
-        "gain": signed(rng, 3) * spec.spatial_color / 2,
-        "offset": signed(rng, 3) * spec.spatial_color * 255,
-        "scale": 1 + signed(rng) * spec.spatial_scale,
-        "texture": max(signed(rng) * spec.spatial_texture, -1.0),  # -1: fully blurred
+        "chroma": signed(rng) * spec.spatial_color * 255,
         "phase": rng.integers(0, 2, 2),
     }
 
@@ -393,20 +394,11 @@ def manipulate(
 ) -> tuple[np.ndarray, np.ndarray]:
     source = image
     if kind in ("spatial", "both"):
-        source = jittered_copy(source, landmarks.mean(axis=0), params)
+        source = source + params["chroma"] * CHROMA_AXIS
     if kind in ("frequency", "both"):
         source = upsampled_copy(source, spec, params["phase"])
     mask = face_mask(landmarks, spec.size, params["grow"], params["sigma"]) * params["ratio"]
     return image + mask[..., None] * (source - image), mask
-
-
-def jittered_copy(image: np.ndarray, centre: np.ndarray, params: dict) -> np.ndarray:
-    """Self-blending source: the frame rescaled, sharpened or blurred and colour-shifted."""
-    size = image.shape[0]
-    warp = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), 0.0, params["scale"])
-    out = cv2.warpAffine(image, warp, (size, size), borderMode=cv2.BORDER_REFLECT)
-    out = out + params["texture"] * (out - cv2.GaussianBlur(out, (0, 0), 1.0))
-    return out * (1 + params["gain"]) + params["offset"]
 
 
 def upsampled_copy(image: np.ndarray, spec: SynthFFSpec, phase: np.ndarray) -> np.ndarray:

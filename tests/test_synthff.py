@@ -177,6 +177,27 @@ def test_frequency_artifact_is_periodic_only_in_frequency_fakes() -> None:
         assert ((fake > 10 * real).mean() > 0.9) == should_peak, kind
 
 
+def test_spatial_artifact_is_a_colour_shift_that_grey_and_luma_do_not_show() -> None:
+    """Before compression, a spatial fake differs from its pristine frame only along the
+    chroma axis: LFS's grey (mean of the normalised channels) and JPEG's luma stay put."""
+    spec = SynthFFSpec(quality="raw", **SMALL)
+    corpus = generate(spec)
+    _, pristine, _ = synthff.draw(spec)
+    rows = corpus.artifacts == "spatial"
+    diff = corpus.images[rows].astype(np.float32) - np.rint(np.clip(pristine[rows], 0, 255))
+    inside = corpus.masks[rows] > 0.5
+    grey_axis = 1 / np.array(synthff.IMAGENET_STD, np.float32)  # LFS: mean of normalised RGB
+    luma_axis = np.array(synthff.JPEG_LUMA, np.float32)
+    grey = diff @ (grey_axis / np.linalg.norm(grey_axis))  # all three in grey levels
+    luma = diff @ (luma_axis / np.linalg.norm(luma_axis))
+    chroma = diff @ synthff.CHROMA_AXIS.astype(np.float32)
+    # rounding to uint8 (and clipping a few saturated pixels) is all that grey and luma see
+    assert np.abs(grey[inside]).mean() < 1 and np.abs(luma[inside]).mean() < 1
+    assert np.abs(chroma[inside]).mean() > 15
+    shifts = np.array([np.abs(c[m]).mean() for c, m in zip(chroma, inside, strict=True)])
+    assert (shifts > 0.5 * 0.5 * 0.15 * 255).mean() > 0.9  # signed(): |shift| >= half the max
+
+
 def gradient(image: np.ndarray) -> np.ndarray:
     image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.7)
     dx, dy = cv2.Sobel(image, cv2.CV_32F, 1, 0), cv2.Sobel(image, cv2.CV_32F, 0, 1)
