@@ -26,6 +26,10 @@ class DualBranch(nn.Module):
     ``12 + 6`` channels; F3-Net gives LFS a backbone of its own, we concatenate.
     ``fusion``: only ``"late"``; a mid-level exchange would need stage-by-stage execution,
     which timm does not offer for an arbitrary backbone.
+    ``aux_heads``: give each branch its own linear head on its pooled vector, exposed as the
+    features ``spatial.logits`` and ``frequency.logits``; ``vanilla`` trains them with
+    cross-entropy next to the fused head (deep supervision), so neither branch can lean on the
+    other (the "modality laziness" of joint training; Wang et al., CVPR 2020).
     """
 
     def __init__(
@@ -37,6 +41,7 @@ class DualBranch(nn.Module):
         branch: str = "both",
         fusion: str = "late",
         lfs: bool = False,
+        aux_heads: bool = False,
     ) -> None:
         super().__init__()
         if branch not in BRANCHES:
@@ -51,8 +56,13 @@ class DualBranch(nn.Module):
             self.lfs = LFS() if lfs else None
             channels = 3 * len(BANDS) + (self.lfs.masks.shape[0] if lfs else 0)
             self.branches["frequency"] = TimmNet(frequency, num_classes=0, in_chans=channels)
-        width = sum(_pooled_width(net) for net in self.branches.values())
-        self.head = nn.Linear(width, num_classes)
+        widths = {name: _pooled_width(net) for name, net in self.branches.items()}
+        self.head = nn.Linear(sum(widths.values()), num_classes)
+        self.aux_heads = nn.ModuleDict(
+            {name: nn.Linear(width, num_classes) for name, width in widths.items()}
+            if aux_heads
+            else {}
+        )
 
     def forward(self, x: Tensor) -> Output:
         features = {}
@@ -61,6 +71,8 @@ class DualBranch(nn.Module):
             out = net(self.frequency_input(x) if name == "frequency" else x)
             features.update({f"{name}.{key}": value for key, value in out.features.items()})
             pooled.append(out.features["pooled"])
+            if name in self.aux_heads:
+                features[f"{name}.logits"] = self.aux_heads[name](out.features["pooled"])
         features["fused"] = torch.cat(pooled, dim=1)
         return Output(self.head(features["fused"]), features)
 

@@ -108,6 +108,16 @@ def test_dual_branch_with_lfs_feeds_18_channels():
     assert net(torch.randn(2, 3, SIZE, SIZE)).logits.shape == (2, 2)
 
 
+def test_dual_branch_aux_heads_classify_each_branch_alone():
+    net = DualBranch(num_classes=2, image_size=SIZE, aux_heads=True, **BACKBONES).eval()
+    out = net(torch.randn(2, 3, SIZE, SIZE))
+    for branch in ("spatial", "frequency"):
+        head = net.aux_heads[branch]
+        expected = head(out.features[f"{branch}.pooled"])
+        assert torch.allclose(out.features[f"{branch}.logits"], expected)
+    assert set(net.aux_heads) == {"spatial", "frequency"}
+
+
 @pytest.fixture(scope="module")
 def teachers() -> dict[str, DualBranch]:
     return {

@@ -59,6 +59,26 @@ def test_vanilla_is_cross_entropy():
     assert losses["ce"].item() == pytest.approx(hand_ce(s, [0, 2]), rel=1e-6)
 
 
+def test_vanilla_also_trains_auxiliary_heads():
+    s, a, b = [[1.0, -0.5, 2.0]], [[0.2, 0.4, -1.0]], [[-2.0, 1.0, 0.5]]
+    out = Output(
+        torch.tensor(s),
+        {
+            "spatial.logits": torch.tensor(a),
+            "frequency.logits": torch.tensor(b),
+            "fused": torch.ones(1, 3),
+        },
+    )
+    losses = build_method("vanilla", ctx(), {"aux_weight": 0.5}).losses(
+        {"label": torch.tensor([1])}, out, None
+    )
+    assert losses["ce"].item() == pytest.approx(hand_ce(s, [1]), rel=1e-6)
+    expected = 0.5 * (hand_ce(a, [1]) + hand_ce(b, [1])) / 2
+    assert losses["aux"].item() == pytest.approx(expected, rel=1e-6)
+    off = build_method("vanilla", ctx(), {"aux_weight": 0.0})
+    assert list(off.losses({"label": torch.tensor([1])}, out, None)) == ["ce"]
+
+
 def test_unknown_method_parameter_is_named():
     with pytest.raises(ConfigError, match="method 'kd': unknown parameter 'temprature'; did"):
         build_method("kd", ctx(), {"temprature": 2})
