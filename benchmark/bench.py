@@ -17,12 +17,14 @@ import torch
 import torch.nn.functional as F
 from rich.table import Table
 
-from kdbench.harness import Setup, train_step
+from kdbench.config import RunConfig
+from kdbench.harness import Setup, make_optimizer, place, to_device, train_step
 from kdbench.method import Context, build_method
 from kdbench.models import build_model
-from kdbench.teacher import CachedTeacher, LiveTeacher, teacher_dtype
+from kdbench.precision import compute_dtype, dtype_name
+from kdbench.teacher import CachedTeacher, LiveTeacher
 
-TEACHER = ("dual-branch", {"spatial": "resnet18", "frequency": "resnet18"})
+TEACHER = ("dual-branch", {"spatial": "resnet18", "frequency": "resnet18", "lfs": True})
 STUDENT = "resnet10t"  # the paper preset's student
 CPU = torch.device("cpu")
 
@@ -30,13 +32,13 @@ CPU = torch.device("cpu")
 @dataclass
 class BenchRow:
     method: str
-    live_ms: float  # median ms per step, teacher run live (precision "auto")
+    live_ms: float  # median ms per step, teacher run live (precision "auto" for both models)
     vs_bound: float  # live step / the fp32 plain-PyTorch step (teacher forward + student step)
     cached_ms: float  # median ms per step, teacher outputs from the cache
     cached_vs_vanilla: float  # cached step / the vanilla student's step (no teacher at all)
 
 
-def interleaved_ms(fns: list[Callable[[], object]], steps: int, warmup: int = 2) -> list[float]:
+def interleaved_ms(fns: list[Callable[[], object]], steps: int, warmup: int = 3) -> list[float]:
     """Median ms of each of ``fns``, timed in turn step after step so drift hits all alike."""
     for _ in range(warmup):
         for fn in fns:
@@ -75,18 +77,19 @@ def plain_step(teacher, student, optimizer, batch: dict) -> None:
 def method_setup(name: str, teacher, batch: dict, cached: bool = False) -> Setup:
     """A harness ``Setup`` for method ``name`` on ``batch``, its teacher live or cached."""
     torch.manual_seed(0)
-    student = build_model(STUDENT, 2)
+    student = place(build_model(STUDENT, 2), CPU)
     with torch.no_grad():
         ctx = Context(student.eval()(batch["image"][:2]), teacher(batch["image"][:2]), 2, 1024)
     method = build_method(name, ctx, {})
     params = list(student.train().parameters()) + list(method.parameters())
-    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    optimizer = make_optimizer(params, RunConfig())  # the harness's optimizer
     outputs = teacher_outputs(teacher, method, batch, cached) if method.needs_teacher else None
-    return Setup({}, student, teacher, outputs, method, optimizer, CPU, {})
+    dtype = compute_dtype("auto", CPU)
+    return Setup({}, student, teacher, outputs, method, optimizer, CPU, {}, dtype)
 
 
 def teacher_outputs(teacher, method, batch: dict, cached: bool) -> LiveTeacher | CachedTeacher:
-    live = LiveTeacher(teacher, method.teacher_features(), CPU, teacher_dtype("auto", CPU))
+    live = LiveTeacher(teacher, method.teacher_features(), CPU, compute_dtype("auto", CPU))
     if not cached:
         return live
     table = {k: v.clone() for k, v in live.raw(batch["image"]).items()}
@@ -99,20 +102,22 @@ def bench_methods(names: list[str], steps: int = 10, batch_size: int = 64, size:
     teacher = build_model(TEACHER[0], 2, image_size=size, **TEACHER[1]).eval()
     teacher.requires_grad_(False)
     student = build_model(STUDENT, 2).train()
+    steps_batch = to_device(batch, CPU)  # as the harness feeds it: channels_last
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-3)
 
     def bound() -> None:
         plain_step(teacher, student, optimizer, batch)
 
-    rows, vanilla = [], None
-    for name in dict.fromkeys(["vanilla", *names]):
+    vanilla = partial(train_step, method_setup("vanilla", teacher, batch), steps_batch)
+    rows = []
+    for name in names:
         live, cached = (method_setup(name, teacher, batch, c) for c in (False, True))
-        steps_of = [partial(train_step, live, batch), partial(train_step, cached, batch)]
-        live_ms, cached_ms, bound_ms = interleaved_ms([*steps_of, bound], steps)
-        vanilla = vanilla or cached_ms / bound_ms  # the first row: both steps are vanilla's
-        ratio = cached_ms / bound_ms / vanilla
-        rows.append(BenchRow(name, live_ms, live_ms / bound_ms, cached_ms, ratio))
-    return [row for row in rows if row.method in names]
+        steps_of = [partial(train_step, s, steps_batch) for s in (live, cached)]
+        live_ms, cached_ms, bound_ms, vanilla_ms = interleaved_ms(
+            [*steps_of, bound, vanilla], steps
+        )
+        rows.append(BenchRow(name, live_ms, live_ms / bound_ms, cached_ms, cached_ms / vanilla_ms))
+    return rows
 
 
 def precision_gap(size: int = 64, batch_size: int = 64) -> float:
@@ -124,13 +129,13 @@ def precision_gap(size: int = 64, batch_size: int = 64) -> float:
 
 
 def bench_table(rows: list[BenchRow], cores: int | None) -> Table:
-    precision = str(teacher_dtype("auto", CPU)).removeprefix("torch.")
+    precision = dtype_name(compute_dtype("auto", CPU))
     table = Table(
         title=f"ms per training step: {STUDENT} <- {TEACHER[0]} (resnet18 x2), {cores} CPU cores",
         caption=(
-            f"live: teacher forward in {precision} (precision auto) + channels_last; "
-            "cached: stored teacher outputs; bound: plain-PyTorch fp32 no-grad teacher "
-            "forward + student CE step, same batch, timed in turn with each row"
+            f"teacher forward and student step in {precision} (precision auto) + channels_last; "
+            "live: the teacher runs; cached: stored teacher outputs; bound: plain-PyTorch fp32 "
+            "no-grad teacher forward + student CE step, same batch, timed in turn with each row"
         ),
     )
     columns = ("method", "live ms", "live x bound", "cached ms", "cached x vanilla")

@@ -78,6 +78,9 @@ class TrainConfig:
     milestones: list = field(default_factory=list)  # step schedule: epochs where lr *= gamma
     gamma: float = 0.1
     select: str = "auc"  # validation metric that picks the best epoch
+    # The student's computation: bf16 autocast (fp32 weights and losses) where the device does
+    # bf16 natively ("auto": CUDA >= 8.0, CPUs with AVX512-BF16/AMX), or forced. In the run id.
+    precision: str = "auto"  # auto | fp32 | bf16
 
 
 @dataclass

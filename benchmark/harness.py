@@ -8,7 +8,6 @@ import random
 import sys
 import time
 import traceback
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,8 @@ from kdbench.cost import FLOP_CONVENTION, count_params, measure_cost
 from kdbench.method import Context, Method, build_method, check_params
 from kdbench.metrics import classification_metrics
 from kdbench.models import build_model, model_names
+from kdbench.output import Output
+from kdbench.precision import autocast, check_precision, compute_dtype, dtype_name
 from kdbench.registry import DATASETS, METHODS, UnknownNameError, unknown_message
 from kdbench.results import (
     cache_root,
@@ -40,8 +41,6 @@ from kdbench.teacher import (
     TeacherCache,
     ViewSampler,
     cacheable,
-    check_precision,
-    teacher_dtype,
 )
 
 SPLITS = ("train", "val", "test")
@@ -61,6 +60,7 @@ class Setup:
     optimizer: torch.optim.Optimizer
     device: torch.device
     notes: dict  # how the teacher side ran (precision, cache), for the run's record
+    dtype: torch.dtype = torch.float32  # the student's autocast dtype (``train.precision``)
 
 
 def validate(cfg: RunConfig) -> None:
@@ -78,8 +78,9 @@ def validate(cfg: RunConfig) -> None:
             f"method {cfg.method.name!r} distils from a teacher: set teacher.name and "
             "teacher.run (a teacher run id) or teacher.checkpoint"
         )
+    check_precision(cfg.train.precision, "train.precision")
     if cfg.teacher:
-        check_precision(cfg.teacher.precision)
+        check_precision(cfg.teacher.precision, "teacher.precision")
     if cfg.train.optimizer not in OPTIMIZERS:
         raise ConfigError(unknown_message("optimizer", cfg.train.optimizer, OPTIMIZERS))
     if cfg.train.schedule not in LR_SCHEDULES:
@@ -144,7 +145,8 @@ def build(cfg: RunConfig, results: Path) -> Setup:
     params = list(student.parameters()) + list(method.parameters())
     outputs, notes = teacher_side(cfg, teacher, weights, method, datasets["train"], device)
     optimizer = make_optimizer(params, cfg)
-    return Setup(loaders, student, teacher, outputs, method, optimizer, device, notes)
+    dtype = compute_dtype(cfg.train.precision, device, "train.precision")
+    return Setup(loaders, student, teacher, outputs, method, optimizer, device, notes, dtype)
 
 
 def teacher_side(cfg: RunConfig, teacher, weights, method: Method, train_set, device):
@@ -152,9 +154,9 @@ def teacher_side(cfg: RunConfig, teacher, weights, method: Method, train_set, de
     dataset has fixed views, else a live pass; plus notes on which, for the run's record."""
     if teacher is None:
         return None, {}
-    dtype = teacher_dtype(cfg.teacher.precision, device)
+    dtype = compute_dtype(cfg.teacher.precision, device, "teacher.precision")
     live = LiveTeacher(teacher, method.teacher_features(), device, dtype)
-    notes = {"precision": str(dtype).removeprefix("torch."), "features": live.features}
+    notes = {"precision": dtype_name(dtype), "features": live.features}
     reason = "teacher.cache is false" if not cfg.teacher.cache else cacheable(train_set)
     if reason:
         return live, notes | {"cache": False, "cache_reason": reason}
@@ -247,8 +249,9 @@ def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:
 
 def train_step(setup: Setup, batch: dict) -> dict[str, torch.Tensor]:
     t_out = setup.teacher_outputs(batch) if setup.teacher_outputs else None
-    with autocast(setup.device):
+    with autocast(setup.device, setup.dtype):
         s_out = setup.student(batch["image"])
+        s_out = Output(s_out.logits.float(), s_out.features)  # losses in fp32 under bf16
         losses = setup.method.losses(batch, s_out, t_out)
     for name, value in losses.items():
         if not torch.isfinite(value):
@@ -267,8 +270,8 @@ def evaluate(setup: Setup, split: str) -> dict[str, float]:
     kinds = getattr(setup.loaders[split].dataset, "kinds", None)
     probs, labels, videos, index = [], [], [], []
     for batch in setup.loaders[split]:
-        with autocast(setup.device):
-            logits = setup.student(batch["image"].to(setup.device)).logits
+        with autocast(setup.device, setup.dtype):
+            logits = setup.student(to_device(batch, setup.device)["image"]).logits
         probs.append(logits.float().softmax(1).cpu())
         labels.append(batch["label"])
         videos.extend(batch["video"])
@@ -307,7 +310,8 @@ def make_optimizer(params: list[nn.Parameter], cfg: RunConfig) -> torch.optim.Op
         return torch.optim.SGD(
             params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=True
         )
-    return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    # fused: one kernel for all parameters (on CPU 3-4x faster than the default for-loop)
+    return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=True)
 
 
 def lr_factor(t, epoch: int) -> float:
@@ -370,6 +374,7 @@ def finished_record(cfg: RunConfig, setup: Setup, history: list[dict], results: 
         "teacher": setup.notes or None,
         "checkpoint": str(Path("checkpoints") / run_id / "model.pt"),
         "device": str(setup.device),
+        "precision": dtype_name(setup.dtype),  # the student's (train.precision)
         "finished": now(),
     }
 
@@ -437,22 +442,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def place(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move to ``device``; on CUDA also channels_last (bf16 autocast is in ``autocast``)."""
-    model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
-
-
-def autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    """Move to ``device``, channels_last (faster convolutions on CUDA and on CPU alike)."""
+    return model.to(device).to(memory_format=torch.channels_last)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
     moved = {
         k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
     }
-    if device.type == "cuda":
+    if moved["image"].dim() == 4:
         moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
     return moved
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -27,36 +26,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from kdbench.config import ConfigError
 from kdbench.output import Output
-from kdbench.registry import unknown_message
 
-PRECISIONS = ("auto", "fp32", "bf16")
 CACHE_FORMAT = 1
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes in bf16 natively (CUDA compute >= 8.0, or a CPU with
-    AVX512-BF16 / AMX-BF16); elsewhere bf16 is emulated and slower than fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type != "cpu" or not sys.platform.startswith("linux"):
-        return False
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
-
-
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ConfigError(unknown_message("teacher.precision", precision, PRECISIONS))
-
-
-def teacher_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype the teacher computes in: ``auto`` is bf16 where native, else fp32."""
-    check_precision(precision)
-    if precision == "auto":
-        return torch.bfloat16 if native_bf16(device) else torch.float32
-    return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
 class LiveTeacher:

@@ -1,6 +1,7 @@
 """The harness end to end on tiny SynthFF: result records, resume after a kill, failures."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -39,6 +40,22 @@ def test_a_run_writes_a_complete_record(tiny, tmp_path):
     )
     assert (tmp_path / record["checkpoint"]).exists()
     assert record["best"]["epoch"] in (1, 2)
+
+
+def test_bf16_training_keeps_fp32_weights_and_says_so(tiny, tmp_path):
+    cfg = tiny("train.precision=bf16")
+    record = harness.run(cfg, tmp_path)
+    assert record["precision"] == "bfloat16"
+    assert math.isfinite(record["history"][0]["train"]["ce"])
+    weights = torch.load(tmp_path / record["checkpoint"], weights_only=True)
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
+    assert cfg.run_id() != tiny("train.precision=fp32").run_id()
+    assert harness.run(tiny("train.precision=fp32"), tmp_path)["precision"] == "float32"
+
+
+def test_a_bad_precision_is_rejected_by_name(tiny):
+    with pytest.raises(ConfigError, match=r"train\.precision.*did you mean 'bf16'"):
+        harness.validate(tiny("train.precision=bf61"))
 
 
 def test_a_finished_run_is_not_trained_again(tiny, tmp_path, monkeypatch):

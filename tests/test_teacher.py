@@ -18,8 +18,6 @@ from kdbench.teacher import (
     TeacherCache,
     ViewSampler,
     cacheable,
-    native_bf16,
-    teacher_dtype,
 )
 
 CPU = torch.device("cpu")
@@ -44,14 +42,6 @@ def live_teacher(weights: Path, dtype=torch.float32) -> LiveTeacher:
     kwargs = {"spatial": "resnet10t", "frequency": "resnet10t", "image_size": 32}
     model = build_model("dual-branch", 2, str(weights), **kwargs)
     return LiveTeacher(model, FEATURES, CPU, dtype)
-
-
-def test_precision_names_resolve_and_auto_follows_the_cpu():
-    assert teacher_dtype("fp32", CPU) == torch.float32
-    assert teacher_dtype("bf16", CPU) == torch.bfloat16
-    assert teacher_dtype("auto", CPU) == (torch.bfloat16 if native_bf16(CPU) else torch.float32)
-    with pytest.raises(ConfigError, match="did you mean 'bf16'"):
-        teacher_dtype("bf61", CPU)
 
 
 def test_view_sampler_is_a_seeded_permutation_with_views():
