@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kdbench.method import Context
-from kdbench.methods.two_in_one import BranchDistillation
+from kdbench.methods.two_in_one import PROJECTOR_CHANNELS, BranchDistillation
 from kdbench.registry import METHODS
 
 
@@ -30,7 +30,7 @@ class FeatBoth(BranchDistillation):
         temperature: float = 4.0,
         spatial_weight: float = 1.0,
         frequency_weight: float = 1.0,
-        projector_channels: int = 256,
+        projector_channels: int = PROJECTOR_CHANNELS,
     ) -> None:
         super().__init__(
             ctx, student_feature, ce_weight, kd_weight, temperature, projector_channels

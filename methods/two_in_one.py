@@ -18,6 +18,9 @@ FEATURE_LOSSES = ("dct", "mse")
 HOMOGENIZERS = ("magnitude", "pcgrad", "none")
 BRANCHES = ("spatial", "frequency")
 EPS = 1e-12
+# Hidden width of the projectors: 128 costs the two-in-one step about 10 ms less than 256 on
+# 2 CPU cores (resnet10t, batch 64), and a 2x2x512 student map does not need more.
+PROJECTOR_CHANNELS = 128
 
 
 class Term(NamedTuple):
@@ -221,7 +224,7 @@ class TwoInOne(BranchDistillation):
         temperature: float = 4.0,
         spatial_weight: float = 1.0,
         frequency_weight: float = 1.0,
-        projector_channels: int = 256,
+        projector_channels: int = PROJECTOR_CHANNELS,
     ) -> None:
         """``auto`` features: the student's last stage and each teacher branch's last stage;
         ``student_feature`` may also be ``pooled``. ``projector_channels``: the width of the
