@@ -7,11 +7,15 @@ All timings come from one process on one synthetic batch, so ratios are comparab
 
 from __future__ import annotations
 
+import os
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +40,17 @@ class BenchRow:
     vs_bound: float  # live step / the fp32 plain-PyTorch step (teacher forward + student step)
     cached_ms: float  # median ms per step, teacher outputs from the cache
     cached_vs_vanilla: float  # cached step / the vanilla student's step (no teacher at all)
+
+
+@dataclass
+class SuiteRow:
+    preset: str
+    runs: int
+    failed: int
+    wall_s: float  # the whole sweep, from an empty cache (SynthFF generation included)
+    teacher_s: float  # summed wall time of the teacher runs
+    student_s: float  # summed wall time of the student runs
+    student_median_s: float
 
 
 def interleaved_ms(fns: list[Callable[[], object]], steps: int, warmup: int = 3) -> list[float]:
@@ -118,6 +133,67 @@ def bench_methods(names: list[str], steps: int = 10, batch_size: int = 64, size:
         )
         rows.append(BenchRow(name, live_ms, live_ms / bound_ms, cached_ms, cached_ms / vanilla_ms))
     return rows
+
+
+@contextmanager
+def cache_at(path: Path) -> Iterator[None]:
+    """``$KDBENCH_CACHE`` set to ``path`` inside the block, restored after it."""
+    before = os.environ.get("KDBENCH_CACHE")
+    os.environ["KDBENCH_CACHE"] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["KDBENCH_CACHE"]
+        else:
+            os.environ["KDBENCH_CACHE"] = before
+
+
+def suite_wall_time(preset: str) -> SuiteRow:
+    """Run sweep ``preset`` here, one run after another, in a temporary results folder with an
+    empty cache (``$KDBENCH_CACHE`` points there meanwhile), and time it."""
+    from kdbench.sweep import expand, load_spec, run_local
+
+    plan = expand(load_spec(preset=preset))
+    tmp = tempfile.TemporaryDirectory(prefix=f"kdbench-suite-{preset}-")
+    with tmp, cache_at(Path(tmp.name) / "cache"):
+        started = time.perf_counter()
+        records = run_local(plan, Path(tmp.name) / "results", log=lambda line: None)
+        wall = time.perf_counter() - started
+    teachers = {cfg.run_id() for cfg in plan.teachers}
+    times = {r["run_id"]: r.get("wall_time_s", 0.0) for r in records}
+    students = [t for run_id, t in times.items() if run_id not in teachers]
+    return SuiteRow(
+        preset=preset,
+        runs=len(records),
+        failed=sum(r.get("status") != "done" for r in records),
+        wall_s=wall,
+        teacher_s=sum(t for run_id, t in times.items() if run_id in teachers),
+        student_s=sum(students),
+        student_median_s=statistics.median(students) if students else 0.0,
+    )
+
+
+def suite_table(rows: list[SuiteRow], cores: int | None) -> Table:
+    table = Table(
+        title=f"whole sweeps from an empty cache, one run after another, {cores} CPU cores",
+        caption="teachers / students: summed wall time of their runs",
+    )
+    columns = ("preset", "runs", "failed", "wall", "teachers s", "students s", "median student s")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "preset" else "right")
+    for r in rows:
+        minutes, seconds = divmod(round(r.wall_s), 60)
+        table.add_row(
+            r.preset,
+            str(r.runs),
+            str(r.failed),
+            f"{minutes} min {seconds:02d} s",
+            f"{r.teacher_s:.0f}",
+            f"{r.student_s:.0f}",
+            f"{r.student_median_s:.1f}",
+        )
+    return table
 
 
 def precision_gap(size: int = 64, batch_size: int = 64) -> float:

@@ -79,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=10)
     bench.add_argument("--batch-size", type=int, default=64)
     bench.add_argument("--size", type=int, default=64)
+    bench.add_argument(
+        "--suite",
+        nargs="+",
+        metavar="PRESET",
+        help="instead: time these sweep presets end to end from an empty cache (e.g. demo paper)",
+    )
     bench.set_defaults(func=cmd_bench)
     add_report_commands(sub)
     add_data_commands(sub)
@@ -192,14 +198,25 @@ def parse_kwarg(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
-def cmd_bench(args) -> None:
-    from kdbench.bench import bench_methods, bench_table, precision_gap
+def cmd_bench(args) -> int:
+    from kdbench.bench import (
+        bench_methods,
+        bench_table,
+        precision_gap,
+        suite_table,
+        suite_wall_time,
+    )
 
+    if args.suite:
+        rows = [suite_wall_time(preset) for preset in args.suite]
+        Console(width=120).print(suite_table(rows, os.cpu_count()))
+        return 1 if any(row.failed for row in rows) else 0
     names = args.methods or METHODS.names()
     rows = bench_methods(names, steps=args.steps, batch_size=args.batch_size, size=args.size)
     Console(width=120).print(bench_table(rows, os.cpu_count()))
     gap = precision_gap(args.size, args.batch_size)
     print(f"teacher bf16 vs fp32 on one random batch: max |logit difference| {gap:.2e}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,28 @@
+"""`kdbench bench --suite`: a sweep preset timed end to end, away from the user's cache."""
+
+import os
+
+import pytest
+
+from kdbench.bench import cache_at, suite_table, suite_wall_time
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_suite_runs_from_an_empty_cache_and_leaves_the_users_alone(monkeypatch, tmp_path):
+    mine = tmp_path / "mine"
+    monkeypatch.setenv("KDBENCH_CACHE", str(mine))
+    row = suite_wall_time("smoke")
+    assert (row.preset, row.runs, row.failed) == ("smoke", 5, 0)  # 1 teacher + 2 methods x 2
+    assert row.teacher_s > 0 and row.student_s > 0
+    assert row.teacher_s + row.student_s <= row.wall_s
+    assert row.student_median_s <= row.student_s / 2
+    assert os.environ["KDBENCH_CACHE"] == str(mine) and not mine.exists()
+    assert "smoke" in str(suite_table([row], 2).columns[0]._cells)
+
+
+def test_cache_at_restores_an_unset_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv("KDBENCH_CACHE", raising=False)
+    with cache_at(tmp_path):
+        assert os.environ["KDBENCH_CACHE"] == str(tmp_path)
+    assert "KDBENCH_CACHE" not in os.environ
