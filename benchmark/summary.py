@@ -49,8 +49,10 @@ def data_label(data: dict) -> str:
 
 
 def model_label(model: dict) -> str:
+    """The model's name plus its switched-on flags (``dual-branch+aux_heads+lfs``) and, for a
+    single-branch dual-branch model, the branch."""
     kwargs = model.get("kwargs") or {}
-    name = model["name"] + ("+lfs" if kwargs.get("lfs") else "")
+    name = "+".join([model["name"], *sorted(k for k, v in kwargs.items() if v is True)])
     if kwargs.get("branch", "both") != "both":
         return f"{name} ({kwargs['branch']} only)"
     return name

@@ -488,3 +488,13 @@ def test_demo_ends_by_writing_its_report_to_results_demo(tmp_path, capsys, monke
     assert f"{written} runs from" in readme and "## synthff lq" in readme
     assert f"report: {written} finished runs, 1 dataset(s)" in err
     assert str(tmp_path / "demo" / "index.html") in err
+
+
+def test_model_label_names_switched_on_flags_and_the_branch():
+    from kdbench.summary import model_label
+
+    flags = {"lfs": True, "aux_heads": True, "image_size": 64, "spatial": "resnet18"}
+    assert model_label({"name": "dual-branch", "kwargs": flags}) == "dual-branch+aux_heads+lfs"
+    single = {"branch": "spatial", "lfs": False}
+    assert model_label({"name": "dual-branch", "kwargs": single}) == "dual-branch (spatial only)"
+    assert model_label({"name": "resnet10t"}) == "resnet10t"
