@@ -26,6 +26,9 @@ class DualBranch(nn.Module):
     ``12 + 6`` channels; F3-Net gives LFS a backbone of its own, we concatenate.
     ``fusion``: only ``"late"``; a mid-level exchange would need stage-by-stage execution,
     which timm does not offer for an arbitrary backbone.
+    ``fad_grey``: decompose the grey image (the channel mean, as LFS reads it) instead of each
+    RGB channel, so the frequency branch takes ``4 (+ 6)`` channels and sees no colour; F3-Net
+    and the default decompose each channel.
     ``aux_heads``: give each branch its own linear head on its pooled vector, exposed as the
     features ``spatial.logits`` and ``frequency.logits``; ``vanilla`` trains them with
     cross-entropy next to the fused head (deep supervision), so neither branch can lean on the
@@ -42,6 +45,7 @@ class DualBranch(nn.Module):
         fusion: str = "late",
         lfs: bool = False,
         aux_heads: bool = False,
+        fad_grey: bool = False,
     ) -> None:
         super().__init__()
         if branch not in BRANCHES:
@@ -54,7 +58,8 @@ class DualBranch(nn.Module):
         if branch in ("both", "frequency"):
             self.fad = FAD(image_size)
             self.lfs = LFS() if lfs else None
-            channels = 3 * len(BANDS) + (self.lfs.masks.shape[0] if lfs else 0)
+            self.fad_grey = fad_grey
+            channels = (1 if fad_grey else 3) * len(BANDS) + (self.lfs.masks.shape[0] if lfs else 0)
             self.branches["frequency"] = TimmNet(frequency, num_classes=0, in_chans=channels)
         widths = {name: _pooled_width(net) for name, net in self.branches.items()}
         self.head = nn.Linear(sum(widths.values()), num_classes)
@@ -78,7 +83,7 @@ class DualBranch(nn.Module):
 
     def frequency_input(self, x: Tensor) -> Tensor:
         """FAD's 12 band images, plus the LFS maps (nearest up-sampled) when enabled."""
-        bands = self.fad(x)
+        bands = self.fad(x.mean(dim=1, keepdim=True) if self.fad_grey else x)
         if self.lfs is None:
             return bands
         stats = F.interpolate(self.lfs(x), size=x.shape[-2:], mode="nearest")

@@ -108,6 +108,16 @@ def test_dual_branch_with_lfs_feeds_18_channels():
     assert net(torch.randn(2, 3, SIZE, SIZE)).logits.shape == (2, 2)
 
 
+def test_grey_fad_makes_the_frequency_branch_colour_blind():
+    net = DualBranch(num_classes=2, image_size=SIZE, lfs=True, fad_grey=True, **BACKBONES)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    recoloured = x + torch.tensor([0.5, -0.5, 0.0]).view(1, 3, 1, 1)  # same channel mean
+    assert net.frequency_input(x).shape == (2, 4 + 6, SIZE, SIZE)
+    assert torch.allclose(net.frequency_input(recoloured), net.frequency_input(x), atol=1e-5)
+    rgb = DualBranch(num_classes=2, image_size=SIZE, lfs=True, **BACKBONES)
+    assert not torch.allclose(rgb.frequency_input(recoloured), rgb.frequency_input(x), atol=1e-2)
+
+
 def test_dual_branch_aux_heads_classify_each_branch_alone():
     net = DualBranch(num_classes=2, image_size=SIZE, aux_heads=True, **BACKBONES).eval()
     out = net(torch.randn(2, 3, SIZE, SIZE))
