@@ -28,7 +28,16 @@ from kdbench.models import build_model
 from kdbench.precision import compute_dtype, dtype_name
 from kdbench.teacher import CachedTeacher, LiveTeacher
 
-TEACHER = ("dual-branch", {"spatial": "resnet18", "frequency": "resnet18", "lfs": True})
+TEACHER = (  # the paper preset's teacher
+    "dual-branch",
+    {
+        "spatial": "resnet18",
+        "frequency": "resnet18",
+        "lfs": True,
+        "aux_heads": True,
+        "fad_grey": True,
+    },
+)
 STUDENT = "resnet10t"  # the paper preset's student
 CPU = torch.device("cpu")
 
