@@ -82,11 +82,13 @@ class DualBranch(nn.Module):
         return Output(self.head(features["fused"]), features)
 
     def frequency_input(self, x: Tensor) -> Tensor:
-        """FAD's 12 band images, plus the LFS maps (nearest up-sampled) when enabled."""
-        bands = self.fad(x.mean(dim=1, keepdim=True) if self.fad_grey else x)
+        """FAD's band images (12 for RGB, 4 for grey), plus the LFS maps (nearest up-sampled)
+        when enabled. LFS and grey FAD read the same grey image, the channel mean."""
+        grey = x.mean(dim=1, keepdim=True) if self.fad_grey or self.lfs is not None else None
+        bands = self.fad(grey if self.fad_grey else x)
         if self.lfs is None:
             return bands
-        stats = F.interpolate(self.lfs(x), size=x.shape[-2:], mode="nearest")
+        stats = F.interpolate(self.lfs(grey), size=x.shape[-2:], mode="nearest")
         return torch.cat([bands, stats], dim=1)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 BANDS = ("low", "middle", "high", "all")
@@ -65,6 +66,15 @@ def band_masks(size: int) -> Tensor:
     ).float()
 
 
+def residual_filters(masks: Tensor, weight: Tensor | None, confine: bool = True) -> Tensor:
+    """F3-Net's learnable band filters: ``mask + σ(w)·mask`` with ``σ(w) = 2·sigmoid(w) − 1``
+    (``confine=False``: ``mask + σ(w)`` over the whole spectrum); the masks without ``w``."""
+    if weight is None:
+        return masks
+    residual = 2 * torch.sigmoid(weight) - 1
+    return masks + residual * (masks if confine else 1)
+
+
 class FAD(nn.Module):
     """Frequency-aware decomposition: each channel's DCT is filtered by four bands (low, middle,
     high, all), each transformed back; output ``[B, 4·C, S, S]``, band-major.
@@ -88,10 +98,7 @@ class FAD(nn.Module):
 
     def filters(self) -> Tensor:
         """The effective band filters ``[4, S, S]``."""
-        if self.weight is None:
-            return self.masks
-        residual = 2 * torch.sigmoid(self.weight) - 1
-        return self.masks + residual * (self.masks if self.confine else 1)
+        return residual_filters(self.masks, self.weight, self.confine)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-2:] != (self.size, self.size):
@@ -143,16 +150,14 @@ class LFS(nn.Module):
 
     def filters(self) -> Tensor:
         """Band filters ``[bands, w, w]``, each normalised to mean over its own band."""
-        masks = self.masks
-        if self.weight is not None:
-            masks = masks + (2 * torch.sigmoid(self.weight) - 1) * masks
-        return masks / self.masks.sum(dim=(1, 2), keepdim=True)
+        filters = residual_filters(self.masks, self.weight)
+        return filters / self.masks.sum(dim=(1, 2), keepdim=True)
 
     def forward(self, x: Tensor) -> Tensor:
         grey = x.mean(dim=1, keepdim=True)
         b, _, h, w = grey.shape
         pad = (self.window - self.stride) // 2
-        patches = nn.functional.unfold(grey, self.window, padding=pad, stride=self.stride)
+        patches = F.unfold(grey, self.window, padding=pad, stride=self.stride)
         patches = patches.transpose(1, 2).reshape(b, -1, self.window, self.window)
         spectrum = torch.log10(dct2(patches, self.basis).abs() + self.eps)  # [B, L, w, w]
         stats = torch.einsum("blij,mij->bml", spectrum, self.filters())

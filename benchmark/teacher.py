@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from kdbench.output import Output
+from kdbench.precision import autocast
 
 CACHE_FORMAT = 1
 
@@ -43,10 +44,7 @@ class LiveTeacher:
     def raw(self, images: Tensor) -> dict[str, Tensor]:
         """Logits and the kept features in the teacher's own dtype (inference tensors)."""
         images = images.to(self.device).contiguous(memory_format=torch.channels_last)
-        with (
-            torch.inference_mode(),
-            torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32),
-        ):
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             out = self.model(images)
             return {"logits": out.logits} | {name: out.feature(name) for name in self.features}
 

@@ -55,6 +55,7 @@ def test_a_bf16_step_keeps_fp32_losses_close_to_fp32():
         reference = F.cross_entropy(reference_logits(batch), batch["label"])
     assert abs(float(losses[torch.float32]) - float(reference)) < 1e-6
     assert abs(float(losses[torch.bfloat16]) - float(reference)) < 0.05
+    assert float(losses[torch.bfloat16]) != float(losses[torch.float32])  # bf16 did run
 
 
 def reference_logits(batch: dict) -> torch.Tensor:
