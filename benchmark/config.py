@@ -81,6 +81,7 @@ class TrainConfig:
     # The student's computation: bf16 autocast (fp32 weights and losses) where the device does
     # bf16 natively ("auto": CUDA >= 8.0, CPUs with AVX512-BF16/AMX), or forced. In the run id.
     precision: str = "auto"  # auto | fp32 | bf16
+    keep_last: bool = False  # keep the last epoch's checkpoint (last.pt) after the run is done
 
 
 @dataclass
@@ -96,21 +97,36 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def run_id(self) -> str:
-        """A content hash of everything that defines the experiment (not where it runs)."""
-        data = asdict(self)
-        if data["data"]["test"] is None:  # ids of runs from before data.test stay the same
-            del data["data"]["test"]
+        """A content hash of what computes the result: the config with every default filled in
+        (not where it runs) and the code version of its method, models and datasets."""
+        from kdbench.identity import code_version, resolved
+
+        data = resolved(asdict(self))
         for key in NOT_HASHED:
             *sections, leaf = key.split(".")
             node = data
             for section in sections:
                 node = node.get(section) or {}  # no teacher: nothing to drop
             node.pop(leaf, None)
-        blob = json.dumps(data, sort_keys=True, default=str)
+        blob = json.dumps({"config": data, "code": code_version(data)}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
+    def resolved(self) -> RunConfig:
+        """This config with the defaults of its method, dataset and model parameters written
+        out, as its record stores it."""
+        from kdbench.identity import resolved
 
-NOT_HASHED = ("device", "data.workers", "data.eval_batch_size", "teacher.cache")
+        return from_dict(RunConfig, resolved(asdict(self)))
+
+
+# Where and how a run executes, not what it computes: not part of its id.
+NOT_HASHED = (
+    "device",
+    "data.workers",
+    "data.eval_batch_size",
+    "teacher.cache",
+    "train.keep_last",
+)
 
 
 class ConfigError(ValueError):
@@ -218,4 +234,5 @@ def load_preset(name: str, kind: str = "run") -> dict:
 
 
 def build_config(data: dict, overrides: list[str] = ()) -> RunConfig:
-    return from_dict(RunConfig, apply_overrides(data, list(overrides)))
+    """A run config from YAML data and overrides, every parameter default written out."""
+    return from_dict(RunConfig, apply_overrides(data, list(overrides))).resolved()

@@ -68,16 +68,6 @@ def build_method(name: str, ctx: Context, params: dict) -> Method:
     return cls(ctx, **params)
 
 
-def method_defaults(name: str) -> dict:
-    """The keyword parameters of method ``name`` and their defaults."""
-    sig = inspect.signature(METHODS.get(name).__init__)
-    return {
-        p.name: p.default
-        for p in list(sig.parameters.values())[2:]
-        if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
-    }
-
-
 def check_params(owner: str, fn, params: dict) -> None:
     """Raise a clear error if ``params`` has a key that ``fn`` does not accept."""
     sig = inspect.signature(fn)

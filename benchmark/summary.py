@@ -59,9 +59,24 @@ def model_label(model: dict) -> str:
 
 
 def method_label(method: dict) -> str:
-    params = method.get("params") or {}
+    """The method's name and the parameters it was given other than its defaults
+    (``two-in-one [homogenize=pcgrad]``)."""
+    params = not_defaults(method["name"], method.get("params") or {})
     shown = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
     return method["name"] + (f" [{shown}]" if shown else "")
+
+
+def not_defaults(name: str, params: dict) -> dict:
+    """``params`` less those equal to method ``name``'s defaults (all of them for a method
+    that is not registered here, e.g. from a plugin not loaded)."""
+    from kdbench.identity import defaults
+    from kdbench.registry import METHODS, UnknownNameError
+
+    try:
+        known = defaults(METHODS.get(name))
+    except UnknownNameError:
+        return params
+    return {k: v for k, v in params.items() if k not in known or known[k] != v}
 
 
 def mean_std(mean: float, std: float) -> str:

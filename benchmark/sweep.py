@@ -126,7 +126,7 @@ def point(base: dict, combo: dict, method_params: dict) -> RunConfig:
     method = data.setdefault("method", {"name": "vanilla"})
     defaults = copy.deepcopy(method_params.get(method.get("name", "vanilla"), {}))
     method["params"] = defaults | method.get("params", {})
-    return from_dict(RunConfig, data)
+    return from_dict(RunConfig, data).resolved()
 
 
 def resolve_teacher(cfg: RunConfig, plan: Plan | None = None, seen: set | None = None) -> RunConfig:
@@ -152,7 +152,8 @@ def resolve_teacher(cfg: RunConfig, plan: Plan | None = None, seen: set | None =
 def teacher_run_config(cfg: RunConfig, t: TeacherConfig) -> RunConfig:
     train = from_dict(TrainConfig, asdict(cfg.train) | t.train, "teacher.train")
     student = from_dict(type(cfg.student), {"name": t.name, "kwargs": t.kwargs})
-    return RunConfig(seed=t.seed, student=student, data=cfg.data, train=train, device=cfg.device)
+    run = RunConfig(seed=t.seed, student=student, data=cfg.data, train=train, device=cfg.device)
+    return run.resolved()
 
 
 def add(runs: list[RunConfig], cfg: RunConfig, seen: set[str]) -> None:

@@ -453,6 +453,7 @@ class SynthFF(Dataset):
     """
 
     num_classes = 2
+    format_version = FORMAT_VERSION  # part of every run id (kdbench.identity)
 
     def __init__(
         self,

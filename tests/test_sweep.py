@@ -106,7 +106,7 @@ def test_teacher_ablation_shares_the_paper_lq_teacher():
     )
     runs = ablation.students
     assert {(c.student.kwargs.get("branch"), c.seed) for c in runs} == {
-        (branch, seed) for branch in (None, "spatial", "frequency") for seed in (0, 1, 2)
+        (branch, seed) for branch in ("both", "spatial", "frequency") for seed in (0, 1, 2)
     }
     lq_teacher = next(t for t in paper.teachers if t.data.params["quality"] == "lq")
     assert lq_teacher.run_id() in {c.run_id() for c in runs}

@@ -1,0 +1,135 @@
+"""What a run's id is made of: its config with every default filled in, and the code version of
+the pieces that compute its result (the method, kdbench's own models, the dataset's format).
+
+A changed default or a changed loss therefore gives a new run id instead of the old result.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import sys
+import types
+from functools import cache, partial
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from kdbench.registry import DATASETS, METHODS, MODELS
+
+# Modules that only describe or look things up: editing them changes no result.
+NOT_CODE = ("kdbench.config", "kdbench.registry", "kdbench.identity")
+# Arguments the harness passes itself: not hyper-parameters.
+HARNESS_ARGUMENTS = ("self", "ctx", "split", "num_classes")
+
+
+def resolved(data: dict) -> dict:
+    """A config mapping (``asdict(RunConfig)``) with the defaults of its method's parameters,
+    its datasets' parameters and its kdbench models' keyword arguments filled in."""
+    data = copy.deepcopy(data)
+    method = data["method"]
+    method["params"] = defaults(METHODS.get(method["name"])) | method["params"]
+    for ref in filter(None, (data["data"], data["data"].get("test"))):
+        ref["params"] = defaults(DATASETS.get(ref["name"])) | ref["params"]
+    for model in filter(None, (data["student"], data.get("teacher"))):
+        if model["name"] in MODELS:
+            model["kwargs"] = defaults(MODELS.get(model["name"])) | model["kwargs"]
+    return data
+
+
+def code_version(data: dict) -> dict[str, str]:
+    """The version of each piece of code that computes the result of config ``data``."""
+    pieces = {
+        "method": source_digest(METHODS.get(data["method"]["name"])),
+        "data": dataset_version(data["data"]["name"]),
+        "student": model_version(data["student"]["name"]),
+    }
+    if data["data"].get("test"):
+        pieces["test_data"] = dataset_version(data["data"]["test"]["name"])
+    if data.get("teacher"):
+        pieces["teacher"] = model_version(data["teacher"]["name"])
+    return pieces
+
+
+def defaults(fn: Any) -> dict:
+    """``{name: default}`` of the hyper-parameters ``fn`` (a class or a factory) takes: its
+    keyword parameters with defaults, less what the harness passes itself."""
+    params = inspect.signature(fn).parameters.values()
+    return {
+        p.name: jsonable(p.default)
+        for p in params
+        if p.default is not p.empty
+        and p.name not in HARNESS_ARGUMENTS
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """Defaults as a YAML/JSON config would hold them (tuples as lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def dataset_version(name: str) -> str:
+    """A dataset's declared ``format_version`` (bumped whenever its items change), else the
+    digest of the code that reads it."""
+    cls = DATASETS.get(name)
+    declared = getattr(cls, "format_version", None)
+    return f"format-{declared}" if declared is not None else source_digest(cls)
+
+
+def model_version(name: str) -> str:
+    """kdbench's own model code; timm models add timm's version."""
+    if name in MODELS:
+        return source_digest(MODELS.get(name))
+    from kdbench.models import TimmNet
+
+    return f"{source_digest(TimmNet)}+timm-{package_version('timm')}"
+
+
+def source_digest(obj: Any) -> str:
+    """sha256 (12 hex) of the source of ``obj``'s module and of the kdbench modules it uses."""
+    while isinstance(obj, partial):
+        obj = obj.func
+    return module_digest(obj.__module__)
+
+
+@cache
+def module_digest(name: str) -> str:
+    sha = hashlib.sha256()
+    for module in sorted(code_modules(sys.modules[name]), key=lambda m: m.__name__):
+        sha.update(module.__name__.encode())
+        sha.update(module_source(module).encode())
+    return sha.hexdigest()[:12]
+
+
+def code_modules(module: types.ModuleType) -> set[types.ModuleType]:
+    """``module`` and the kdbench modules its globals come from (one level deep)."""
+    found = {module}
+    for value in vars(module).values():
+        owner = value if isinstance(value, types.ModuleType) else module_of(value)
+        if owner is not None and is_code(owner.__name__):
+            found.add(owner)
+    return found
+
+
+def module_of(value: Any) -> types.ModuleType | None:
+    name = getattr(value, "__module__", None)
+    return sys.modules.get(name) if isinstance(name, str) else None
+
+
+def is_code(name: str) -> bool:
+    return (name == "kdbench" or name.startswith("kdbench.")) and name not in NOT_CODE
+
+
+def module_source(module: types.ModuleType) -> str:
+    try:
+        return inspect.getsource(module)
+    except (OSError, TypeError):  # no source file (frozen, interactive): its name only
+        return module.__name__
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
