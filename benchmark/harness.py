@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import random
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,9 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from kdbench import __version__
+from kdbench import __version__, store
 from kdbench.config import ConfigError, DataConfig, RunConfig
 from kdbench.cost import FLOP_CONVENTION, count_params, measure_cost
+from kdbench.identity import code_version
 from kdbench.method import Context, Method, build_method, check_params
 from kdbench.metrics import classification_metrics
 from kdbench.models import build_model, model_names
@@ -33,8 +36,10 @@ from kdbench.results import (
     git_sha,
     package_versions,
     read_result,
+    run_path,
     write_json,
 )
+from kdbench.runlock import RunLock
 from kdbench.teacher import (
     CachedTeacher,
     LiveTeacher,
@@ -87,45 +92,101 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(unknown_message("schedule", cfg.train.schedule, LR_SCHEDULES))
 
 
-def run(cfg: RunConfig, results: Path, progress: bool | None = None) -> dict:
+def run(
+    cfg: RunConfig,
+    results: Path,
+    progress: bool | None = None,
+    rerun: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Train ``cfg`` to completion (resuming from its last checkpoint) and write its result JSON.
 
-    A finished run is not trained again: its existing record is returned. A run that raises
-    is recorded with ``status: failed`` and the error, then the error propagates.
+    A finished run whose weights verify is not trained again: its record is returned (unless
+    ``rerun``). One process at a time trains a run id; another waits and reuses its result.
+    A run that raises is recorded with ``status: failed`` (``interrupted`` for Ctrl-C), never
+    over a finished record, then the error propagates.
     """
+    log = log or say
     validate(cfg)
+    cfg = cfg.resolved()
     results = Path(results)
+    store.check_writable(results)
     run_id = cfg.run_id()
-    done = read_result(results, run_id)
-    if done and done.get("status") == "done":
-        return done
+    folder = checkpoint_dir(results, run_id)
+    with RunLock(folder / "run.lock", log=log):
+        done = trusted_result(results, run_id, log)
+        if done and not rerun:
+            log(f"run {run_id}: already done (result of {done.get('finished', '?')})")
+            return done
+        if rerun:
+            discard_checkpoints(folder)
+        return train_and_record(cfg, results, progress, log)
+
+
+def train_and_record(cfg: RunConfig, results: Path, progress: bool | None, log) -> dict:
+    path = run_path(results, cfg.run_id())
     started = time.time()
     try:
-        record = train(cfg, results, progress=show_progress(progress))
-    except Exception as err:
-        write_json(results / "runs" / f"{run_id}.json", failed_record(cfg, err, started))
+        record = train(cfg, results, progress=show_progress(progress), log=log)
+    except KeyboardInterrupt as err:
+        record_unless_done(path, failed_record(cfg, err, started, "interrupted"), log)
         raise
-    record["wall_time_s"] = time.time() - started
-    write_json(results / "runs" / f"{run_id}.json", record)
+    except Exception as err:
+        record_unless_done(path, failed_record(cfg, err, started), log)
+        raise
+    write_json(path, record)
     return record
 
 
-def train(cfg: RunConfig, results: Path, progress: bool = False) -> dict:
+def trusted_result(results: Path, run_id: str, log) -> dict | None:
+    """The run's finished record if its weights are intact; a finished record whose weights
+    are damaged or missing is set aside (it must be trained again)."""
+    record = read_result(results, run_id)
+    if not record or record.get("status") != "done":
+        return None
+    problem = store.verify(results / record["checkpoint"])
+    if problem is None:
+        return record
+    aside = store.set_aside(run_path(results, run_id))
+    log(f"run {run_id}: {problem}; its record set aside as {aside.name}, training it again")
+    return None
+
+
+def record_unless_done(path: Path, record: dict, log) -> None:
+    """Write a failure record, unless a finished record is there (a ``--rerun`` that failed)
+    or the disk refuses it (the error is raised either way)."""
+    current = read_result(path.parent.parent, record["run_id"])
+    if current and current.get("status") == "done":
+        return
+    try:
+        write_json(path, record)
+    except OSError as err:
+        log(f"cannot record the failure in {path}: {err}")
+
+
+def train(cfg: RunConfig, results: Path, progress: bool = False, log=None) -> dict:
     """The training loop proper; returns the finished run's record (not yet written)."""
+    started = time.time()
     seed_everything(cfg.seed)
     setup = build(cfg, results)
     folder = checkpoint_dir(results, cfg.run_id())
-    state = resume(folder / "last.pt", setup)
+    state = resume(folder, setup, log or say)
+    spent = state["wall_time_s"]
     for epoch in range(state["epoch"], cfg.train.epochs):
         set_lr(setup.optimizer, cfg.train, epoch)
         setup.method.set_epoch(epoch)
         entry = train_epoch(setup, epoch, cfg.seed, progress)
-        entry |= {split: evaluate(setup, split) for split in ("val", "test")}
+        entry |= {split: evaluate(setup, split, epoch) for split in ("val", "test")}
         state["history"].append(entry)
         state["epoch"] = epoch + 1
-        save_checkpoint(folder / "last.pt", setup, state)
-    torch.save(setup.student.state_dict(), folder / "model.pt")
-    return finished_record(cfg, setup, state["history"], results)
+        state["wall_time_s"] = spent + time.time() - started
+        save_checkpoint(folder, setup, state)
+    folder.mkdir(parents=True, exist_ok=True)
+    store.save(setup.student.state_dict(), folder / "model.pt")
+    if not cfg.train.keep_last:
+        discard_checkpoints(folder)
+    state["wall_time_s"] = spent + time.time() - started
+    return finished_record(cfg, setup, state, results)
 
 
 def build(cfg: RunConfig, results: Path) -> Setup:
@@ -186,10 +247,11 @@ def load_teacher(cfg: RunConfig, num_classes: int, results: Path, device) -> tup
     t = cfg.teacher
     checkpoint = t.checkpoint
     if t.run:
-        record = read_result(results, t.run)
-        if not record or record.get("status") != "done":
+        record = trusted_result(results, t.run, say)
+        if not record:
             raise ConfigError(
-                f"teacher.run={t.run!r}: no finished run with that id in {results / 'runs'}"
+                f"teacher.run={t.run!r}: no finished run with intact weights with that id in "
+                f"{results / 'runs'}"
             )
         trained = record["config"]["student"]
         if (trained["name"], trained["kwargs"]) != (t.name, t.kwargs):
@@ -200,7 +262,13 @@ def load_teacher(cfg: RunConfig, num_classes: int, results: Path, device) -> tup
         checkpoint = str(results / record["checkpoint"])
     if not checkpoint:
         raise ConfigError("the teacher needs weights: set teacher.run or teacher.checkpoint")
-    teacher = build_model(t.name, num_classes, checkpoint, **t.kwargs)
+    try:
+        teacher = build_model(t.name, num_classes, checkpoint, **t.kwargs)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ConfigError(
+            f"teacher weights {checkpoint}: cannot be read ({type(err).__name__}: {first})"
+        ) from None
     teacher.eval().requires_grad_(False)
     return place(teacher, device), Path(checkpoint)
 
@@ -228,7 +296,12 @@ def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:
         tick = time.perf_counter()
         for batch in loader:
             wait += time.perf_counter() - tick
-            losses = train_step(setup, to_device(batch, setup.device))
+            try:
+                losses = train_step(setup, to_device(batch, setup.device))
+            except FloatingPointError as err:
+                raise DivergedError(
+                    f"diverged at epoch {epoch + 1} step {steps + 1}: {err}"
+                ) from None
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value.detach().float()
             steps += 1
@@ -253,17 +326,28 @@ def train_step(setup: Setup, batch: dict) -> dict[str, torch.Tensor]:
         s_out = setup.student(batch["image"])
         s_out = Output(s_out.logits.float(), s_out.features)  # losses in fp32 under bf16
         losses = setup.method.losses(batch, s_out, t_out)
-    for name, value in losses.items():
-        if not torch.isfinite(value):
-            raise FloatingPointError(f"loss term {name!r} is {float(value)}: training diverged")
+    check_finite(losses, s_out.logits)
     setup.optimizer.zero_grad(set_to_none=True)
     setup.method.backward(losses, s_out)
     setup.optimizer.step()
     return losses
 
 
+def check_finite(losses: dict[str, torch.Tensor], logits: torch.Tensor) -> None:
+    """Raise ``FloatingPointError`` naming the first loss term (or the logits) not finite."""
+    for name, value in losses.items():
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"loss term {name!r} is {float(value)}")
+    if not torch.isfinite(logits).all():
+        raise FloatingPointError("the student's logits are not finite")
+
+
+class DivergedError(FloatingPointError):
+    """Training produced a non-finite loss or output; the message says at which epoch/step."""
+
+
 @torch.no_grad()
-def evaluate(setup: Setup, split: str) -> dict[str, float]:
+def evaluate(setup: Setup, split: str, epoch: int = 0) -> dict[str, float]:
     """Metrics of the student on ``split`` (frame- and video-level for binary tasks, and per
     kind of fake where the dataset names them in ``kinds``)."""
     setup.student.eval()
@@ -272,6 +356,10 @@ def evaluate(setup: Setup, split: str) -> dict[str, float]:
     for batch in setup.loaders[split]:
         with autocast(setup.device, setup.dtype):
             logits = setup.student(to_device(batch, setup.device)["image"]).logits
+        if not torch.isfinite(logits).all():
+            raise DivergedError(
+                f"diverged at epoch {epoch + 1}: the student's outputs on {split} are not finite"
+            )
         probs.append(logits.float().softmax(1).cpu())
         labels.append(batch["label"])
         videos.extend(batch["video"])
@@ -328,37 +416,69 @@ def set_lr(optimizer: torch.optim.Optimizer, t, epoch: int) -> None:
         group["lr"] = t.lr * lr_factor(t, epoch)
 
 
-def save_checkpoint(path: Path, setup: Setup, state: dict) -> None:
-    """Everything needed to continue after ``state['epoch']`` epochs; written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_checkpoint(folder: Path, setup: Setup, state: dict) -> None:
+    """Everything needed to continue after ``state['epoch']`` epochs, as ``last.pt`` (written
+    atomically, checksummed); the one before it is kept as ``prev.pt``."""
+    folder.mkdir(parents=True, exist_ok=True)
     blob = {
         "model": setup.student.state_dict(),
         "method": setup.method.state_dict(),
         "optimizer": setup.optimizer.state_dict(),
-        "epoch": state["epoch"],
-        "history": state["history"],
         "rng": torch.get_rng_state(),
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    } | {key: state[key] for key in RESUMED}
+    last = folder / "last.pt"
+    if last.exists():
+        store.rename(last, folder / "prev.pt")
+    store.save(blob, last)
 
 
-def resume(path: Path, setup: Setup) -> dict:
-    """Load the last checkpoint into ``setup`` if there is one; the state to continue from."""
-    if not path.exists():
-        return {"epoch": 0, "history": []}
-    blob = torch.load(path, map_location=setup.device, weights_only=True)
+RESUMED = ("epoch", "history", "wall_time_s", "attempts")  # what a checkpoint carries on
+CHECKPOINTS = ("last.pt", "prev.pt")  # newest first
+
+
+def resume(folder: Path, setup: Setup, log) -> dict:
+    """Load the newest intact checkpoint into ``setup``; the state to continue from.
+
+    A damaged checkpoint is set aside and the one before it tried, then a fresh start; each
+    fault is listed in the state's ``checkpoint_faults`` (and so in the run's record).
+    """
+    faults = []
+    for name in CHECKPOINTS:
+        path = folder / name
+        if not path.exists():
+            continue
+        try:
+            blob = store.load(path, map_location=setup.device)
+            restore(setup, blob)
+        except store.DamagedFileError as err:
+            faults.append(str(err))
+            log(f"{err}; trying the checkpoint before it")
+            continue
+        log(f"resuming after epoch {blob['epoch']} from {path}")
+        state = {key: blob.get(key, 0) for key in RESUMED}
+        state["attempts"] = state["attempts"] + 1
+        return state | {"resumed_from_epoch": blob["epoch"], "checkpoint_faults": faults}
+    fresh = {"epoch": 0, "history": [], "wall_time_s": 0.0, "attempts": 1}
+    return fresh | {"resumed_from_epoch": 0, "checkpoint_faults": faults}
+
+
+def restore(setup: Setup, blob: dict) -> None:
     setup.student.load_state_dict(blob["model"])
     setup.method.load_state_dict(blob["method"])
     setup.optimizer.load_state_dict(blob["optimizer"])
     torch.set_rng_state(blob["rng"].cpu())
-    return {"epoch": blob["epoch"], "history": blob["history"]}
 
 
-def finished_record(cfg: RunConfig, setup: Setup, history: list[dict], results: Path) -> dict:
+def discard_checkpoints(folder: Path) -> None:
+    """Remove the epoch checkpoints (``train.keep_last: false``, or ``--rerun``)."""
+    for name in CHECKPOINTS:
+        store.remove(folder / name)
+
+
+def finished_record(cfg: RunConfig, setup: Setup, state: dict, results: Path) -> dict:
     image_shape = tuple(setup.loaders["train"].dataset[0]["image"].shape)
     run_id = cfg.run_id()
+    history = state["history"]
     return base_record(cfg) | {
         "status": "done",
         "history": history,
@@ -376,6 +496,10 @@ def finished_record(cfg: RunConfig, setup: Setup, history: list[dict], results: 
         "device": str(setup.device),
         "precision": dtype_name(setup.dtype),  # the student's (train.precision)
         "finished": now(),
+        "wall_time_s": state["wall_time_s"],  # every attempt's, up to its last checkpoint
+        "attempts": state["attempts"],
+        "resumed_from_epoch": state["resumed_from_epoch"],  # 0: the last attempt started fresh
+        "checkpoint_faults": state["checkpoint_faults"],
     }
 
 
@@ -405,6 +529,7 @@ def base_record(cfg: RunConfig) -> dict:
     return {
         "run_id": cfg.run_id(),
         "config": asdict(cfg),
+        "code": code_version(asdict(cfg)),
         "kdbench_version": __version__,
         "git_sha": git_sha(),
         "packages": package_versions(),
@@ -412,10 +537,12 @@ def base_record(cfg: RunConfig) -> dict:
     }
 
 
-def failed_record(cfg: RunConfig, err: BaseException, started: float) -> dict:
+def failed_record(
+    cfg: RunConfig, err: BaseException, started: float, status: str = "failed"
+) -> dict:
     return base_record(cfg) | {
-        "status": "failed",
-        "error": f"{type(err).__name__}: {err}",
+        "status": status,
+        "error": f"{type(err).__name__}: {err}".rstrip(": "),
         "traceback": traceback.format_exc(),
         "wall_time_s": time.time() - started,
         "finished": now(),
@@ -453,6 +580,11 @@ def to_device(batch: dict, device: torch.device) -> dict:
     if moved["image"].dim() == 4:
         moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
     return moved
+
+
+def say(text: str) -> None:
+    """The harness's log line (stderr): resumes, reused results, damaged files set aside."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def show_progress(requested: bool | None) -> bool:

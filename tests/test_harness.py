@@ -82,11 +82,16 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tiny, tmp_path, mon
     monkeypatch.setattr(harness, "train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         harness.run(cfg, tmp_path / "cut")
-    assert not run_path(tmp_path / "cut", cfg.run_id()).exists()  # no half result
+    cut = json.loads(run_path(tmp_path / "cut", cfg.run_id()).read_text())
+    assert cut["status"] == "interrupted" and cut["error"] == "KeyboardInterrupt"
     resumed = harness.run(cfg, tmp_path / "cut")
     assert calls == [0, 1, 1, 2]  # epoch 0 was not trained again
     for a, b in zip(whole["history"], resumed["history"], strict=True):
         assert a["train"] == b["train"] and a["test"] == b["test"]
+    # the cost of every attempt is counted, and the record says the run was resumed
+    assert (whole["attempts"], whole["resumed_from_epoch"]) == (1, 0)
+    assert (resumed["attempts"], resumed["resumed_from_epoch"]) == (2, 1)
+    assert resumed["wall_time_s"] > sum(e["time_s"] for e in resumed["history"])
 
 
 def test_killed_process_resumes_and_leaves_one_json(tmp_path):
