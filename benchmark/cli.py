@@ -59,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", help="a YAML run config")
     run.add_argument("--preset", help=f"a shipped run preset ({', '.join(preset_names())})")
     run.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    run.add_argument(
+        "--rerun", action="store_true", help="train again even if the run is already done"
+    )
     add_results(run)
     run.set_defaults(func=cmd_run)
 
@@ -126,6 +129,7 @@ def first_line(doc: str | None) -> str:
 
 def cmd_run(args) -> int:
     from kdbench.harness import run, validate
+    from kdbench.store import check_writable
     from kdbench.sweep import Plan, resolve_teacher, run_local
 
     if args.config and "=" in args.config:  # argparse took the first override for the file
@@ -138,13 +142,25 @@ def cmd_run(args) -> int:
         raise ConfigError("a sweep spec, not a run config: try `kdbench demo --preset NAME`")
     cfg = build_config(data, args.overrides)
     validate(cfg)
+    check_writable(args.results)
     plan = Plan()
     cfg = resolve_teacher(cfg, plan)
     for teacher in plan.teachers:
         console.print(f"training the teacher first: run {teacher.run_id()}")
         run_local(Plan(teachers=[teacher]), args.results, log=say)
-    record = run(cfg, args.results)
-    path = args.results / "runs" / f"{record['run_id']}.json"
+    path = args.results / "runs" / f"{cfg.run_id()}.json"
+    try:
+        record = run(cfg, args.results, rerun=args.rerun)
+    except (ConfigError, UnknownNameError):
+        raise
+    except Exception as err:  # recorded (with its traceback) in the run's JSON
+        console.print(
+            f"[red]run {cfg.run_id()} failed:[/red] {escape(f'{type(err).__name__}: {err}')}"
+            f"\nrecord: {escape(str(path))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
     test = record["best"]["test"]
     shown = "  ".join(f"{k}={v:.4f}" for k, v in test.items())
     console.print(f"run {record['run_id']} done: {shown}\nresult: {path}")

@@ -13,7 +13,6 @@ import hashlib
 import io
 import os
 import tempfile
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,6 @@ from typing import Any
 import torch
 
 from kdbench.config import ConfigError
-
-
-class DamagedFileWarning(UserWarning):
-    """A file kdbench wrote is not what it wrote (it was set aside, and is being rebuilt)."""
 
 
 class DamagedFileError(RuntimeError):
@@ -127,11 +122,9 @@ def set_aside(path: Path) -> Path:
 
 
 def set_aside_message(path: Path, reason: str) -> str:
-    """Set ``path`` aside; the one line that says so (also issued as a warning)."""
+    """Set ``path`` aside; the one line that says so (the caller logs it)."""
     target = set_aside(path)
-    line = f"damaged file {path}: {reason}; set aside as {target.name}"
-    warnings.warn(line, DamagedFileWarning, stacklevel=3)
-    return line
+    return f"damaged file {path}: {reason}; set aside as {target.name}"
 
 
 def rename(source: Path, target: Path) -> None:
