@@ -9,6 +9,7 @@ import random
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -42,6 +43,8 @@ from kdbench.results import (
 from kdbench.runlock import RunLock
 from kdbench.teacher import (
     CachedTeacher,
+    CacheUnusable,
+    CacheWarning,
     LiveTeacher,
     TeacherCache,
     ViewSampler,
@@ -212,7 +215,8 @@ def build(cfg: RunConfig, results: Path) -> Setup:
 
 def teacher_side(cfg: RunConfig, teacher, weights, method: Method, train_set, device):
     """How each step gets the teacher's outputs: stored ones when the config allows and the
-    dataset has fixed views, else a live pass; plus notes on which, for the run's record."""
+    dataset has fixed views, else (or when the cache cannot be used, with a warning) a live pass;
+    plus notes on which, for the run's record."""
     if teacher is None:
         return None, {}
     dtype = compute_dtype(cfg.teacher.precision, device, "teacher.precision")
@@ -222,11 +226,15 @@ def teacher_side(cfg: RunConfig, teacher, weights, method: Method, train_set, de
     if reason:
         return live, notes | {"cache": False, "cache_reason": reason}
     started = time.perf_counter()
-    store = TeacherCache(cache_root(), weights, train_set, dtype, device)
-    table = store.table(live, cfg.data.eval_batch_size)
+    cache = TeacherCache(cache_root(), weights, train_set, dtype, device)
+    try:
+        table = cache.table(live, cfg.data.eval_batch_size)
+    except CacheUnusable as err:
+        warnings.warn(str(err), CacheWarning, stacklevel=2)
+        return live, notes | {"cache": False, "cache_reason": str(err)}
     took = time.perf_counter() - started
     cached = CachedTeacher(table, train_set.num_views, device)
-    return cached, notes | {"cache": True, "cache_dir": str(store.folder), "cache_load_s": took}
+    return cached, notes | {"cache": True, "cache_dir": str(cache.folder), "cache_load_s": took}
 
 
 def build_datasets(data: DataConfig) -> dict[str, Dataset]:
