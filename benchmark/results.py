@@ -47,12 +47,12 @@ class DamagedResult(ValueError):
     """A run JSON that cannot be used; the message names the file and what is wrong."""
 
 
-WARNED: set[Path] = set()  # damaged files already reported by this process
+WARNED: set[tuple[Path, int]] = set()  # damaged files (path, mtime) this process reported
 
 
 def read_result(results: Path, run_id: str) -> dict | None:
     """The run's record; None when it has none, or when its file is damaged (then a warning
-    line names the file, once per file)."""
+    line names the file, once per file: again only if the file is written anew)."""
     path = run_path(results, run_id)
     return read_or_warn(path) if path.exists() else None
 
@@ -84,7 +84,11 @@ def check_result(path: Path) -> dict:
 
 
 def warn_once(path: Path, message: str) -> None:
-    key = Path(path).resolve()
+    """Print ``message`` unless this version of ``path`` was warned about already."""
+    try:
+        key = Path(path).resolve(), Path(path).stat().st_mtime_ns
+    except OSError:  # gone meanwhile: say so anyway
+        key = Path(path).resolve(), -1
     if key not in WARNED:
         WARNED.add(key)
         print(f"warning: {message}", file=sys.stderr, flush=True)
@@ -97,7 +101,6 @@ def set_aside(path: Path) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     target = path.with_name(f"{path.name}.damaged-{stamp}")
     path.rename(target)
-    WARNED.discard(path.resolve())
     return target
 
 
