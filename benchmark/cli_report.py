@@ -42,13 +42,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from kdbench.report import REFERENCES, load_runs, write_report
 
     out = args.out or args.results[0] / "report"
+    records, skipped = load_runs(args.results)
+    for line in skipped:
+        console.print(f"warning: {line}; left out", highlight=False, markup=False, soft_wrap=True)
     summary = write_report(
-        load_runs(args.results),
+        records,
         out,
         references=args.references or REFERENCES,
         tolerance=args.tolerance,
         metric=args.metric,
         sources=[str(p) for p in args.results],
+        skipped=skipped,
     )
     show(summary)
     return 0
@@ -56,11 +60,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def report_demo(results: Path, run_ids: list[str]) -> None:
     """Write the report of the demo's runs (read back from ``results``) to ``results/demo``."""
-    from kdbench.report import read_run, write_report
-    from kdbench.results import run_path
+    from kdbench.report import write_report
+    from kdbench.results import read_result
 
-    paths = [run_path(results, run_id) for run_id in run_ids]
-    records = [read_run(path) for path in paths if path.exists()]
+    records = [r for r in (read_result(results, run_id) for run_id in run_ids) if r]
     show(write_report(records, results / "demo", sources=[str(results / "runs")]))
 
 

@@ -316,10 +316,17 @@ class LocalPool:
                         self.tracker.finished(finished[-1])
                 time.sleep(0.5 if running else 0)
         except KeyboardInterrupt:
-            for _, job in running.values():  # they resume from their checkpoints next time
-                job.cancel(check=False)
+            self.cancel(list(running.values()))
             raise
         return finished
+
+    def cancel(self, running: list[tuple[RunStatus, submitit.LocalJob]]) -> None:
+        """Stop ``running`` and journal that we did: they resume from their checkpoints on the
+        next sweep run, not counted as failed."""
+        for _, job in running:
+            job.cancel(check=False)
+        cancelled = [Job(s.run_id, "local", job.job_id, time.time(), True) for s, job in running]
+        record_jobs(self.results, cancelled)
 
     def start(self, executor: submitit.LocalExecutor, status: RunStatus) -> tuple:
         job = executor.submit(self.train, status.cfg)

@@ -31,6 +31,7 @@ class Job:
     executor: str  # slurm | local
     job_id: str
     submitted: float  # time.time() at submission
+    cancelled: bool = False  # a line added when our own sweep stopped it (Ctrl-C)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from kdbench.config import NOT_HASHED, ConfigError
+from kdbench.results import DamagedResult, check_result
 from kdbench.summary import data_label, method_label, model_label
 
 METRIC_LABELS = {
@@ -47,9 +48,16 @@ class ReportInputError(ConfigError):
 # Loading
 
 
-def load_runs(folders: Iterable[Path]) -> list[dict]:
-    """Every run record under each folder's ``runs/`` (or directly in the folder)."""
-    return [read_run(path) for folder in folders for path in run_files(Path(folder))]
+def load_runs(folders: Iterable[Path]) -> tuple[list[dict], list[str]]:
+    """Every run record under each folder's ``runs/`` (or directly in the folder), and one
+    line per file left out because it is not a usable run result."""
+    records, skipped = [], []
+    for path in (path for folder in folders for path in run_files(Path(folder))):
+        try:
+            records.append(read_run(path))
+        except DamagedResult as err:
+            skipped.append(str(err))
+    return records, skipped
 
 
 def run_files(folder: Path) -> list[Path]:
@@ -63,16 +71,12 @@ def run_files(folder: Path) -> list[Path]:
 
 
 def read_run(path: Path) -> dict:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ReportInputError(f"{path}: not a readable JSON file ({err})") from None
-    if not isinstance(record, dict) or not {"run_id", "status"} <= record.keys():
-        raise ReportInputError(f"{path}: not a kdbench run result (no run_id and status)")
+    """The run record in ``path``; raises DamagedResult if it is not a usable one."""
+    record = check_result(path)
     if record["status"] == "done":
         missing = [k for k in ("config", "best", "cost", "history") if k not in record]
         if missing:
-            raise ReportInputError(f"{path}: a finished run without {', '.join(missing)}")
+            raise DamagedResult(f"{path}: a finished run without {', '.join(missing)}")
     return record
 
 
@@ -106,6 +110,7 @@ def runs_frame(records: Sequence[dict]) -> pd.DataFrame:
     frame = pd.DataFrame([run_row(r) for r in done])
     frame["variant"] = variant_labels(frame, [r["config"] for r in done])
     frame["role"] = roles(frame)
+    frame["recipe"] = [recipe(r["config"]) for r in done]
     return frame
 
 
@@ -121,6 +126,7 @@ RUN_COLUMNS = [
     "method_name",
     "variant",
     "role",
+    "recipe",
     "seed",
     "select",
     "params_m",
@@ -203,6 +209,48 @@ def show(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
+def recipe(config: dict) -> dict[str, str]:
+    """What a run's numbers depend on besides its method and teacher: its config flattened
+    (``train.epochs``), each mapping marked too (so ``null`` never equals a mapping), without
+    the keys that are no recipe (seed, what the run id does not hash, locations)."""
+    return {
+        key: value
+        for key, value in flatten(config).items()
+        if key.split(".")[0] not in ("method", "teacher") and is_recipe_key(key)
+    }
+
+
+def flatten(node: dict, prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for key, value in node.items():
+        path = prefix + str(key)
+        if isinstance(value, dict):
+            flat[path] = "{mapping}"
+            flat |= flatten(value, path + ".")
+        else:
+            flat[path] = show(value)
+    return flat
+
+
+def same_recipe(ours: dict[str, str], theirs: dict[str, str]) -> bool:
+    """Equal wherever both say; a key one of them lacks (older kdbench) is unknown there."""
+    return all(ours[key] == theirs[key] for key in ours.keys() & theirs.keys())
+
+
+def merged(recipes: pd.Series) -> dict[str, str]:
+    """The recipe of a group: what its runs say (they differ only where a run is silent)."""
+    out: dict[str, str] = {}
+    for part in recipes:
+        out |= part
+    return out
+
+
+def setting(group_recipe: dict[str, str]) -> str:
+    """The recipe apart from the student: groups with the same one share a Pareto front."""
+    kept = {k: v for k, v in group_recipe.items() if k.split(".")[0] != "student"}
+    return json.dumps(kept, sort_keys=True)
+
+
 def roles(frame: pd.DataFrame) -> pd.Series:
     """``teacher`` (a vanilla run of a model that teaches others here), ``baseline`` (any other
     vanilla run: the student trained alone) or ``distilled``."""
@@ -248,6 +296,7 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
         "teacher_name": ("teacher_name", "first"),
         "student_name": ("student_name", "first"),
         "method_name": ("method_name", "first"),
+        "recipe": ("recipe", merged),
         "params_m": ("params_m", "mean"),
         "gflops": ("gflops", "mean"),
         "latency_ms": ("latency_ms", "mean"),
@@ -273,12 +322,14 @@ def add_gains(groups: pd.DataFrame, runs: pd.DataFrame, metric: str) -> pd.DataF
 
 
 def baseline_of(baselines: pd.DataFrame, row: pd.Series) -> pd.Series | None:
-    """The vanilla group of ``row``'s student on ``row``'s data (the same recipe if several)."""
+    """The vanilla group of ``row``'s student trained as ``row`` was (same data, student,
+    training: the whole recipe), or None if there is no such group or more than one."""
+    matches = baselines["recipe"].map(lambda theirs: same_recipe(row["recipe"], theirs))
     same = baselines[
-        (baselines["dataset"] == row["dataset"]) & (baselines["student"] == row["student"])
+        (baselines["dataset"] == row["dataset"])
+        & (baselines["student"] == row["student"])
+        & matches.astype(bool)
     ]
-    if len(same) > 1:
-        same = same[same["variant"] == row["variant"]]
     return same.iloc[0] if len(same) == 1 else None
 
 
@@ -318,6 +369,15 @@ def pareto_mask(cost: Sequence[float], score: Sequence[float]) -> np.ndarray:
     return mask
 
 
+def pareto_flags(groups: pd.DataFrame, cost: str, metric: str) -> pd.Series:
+    """On the Pareto front of the groups trained the same way (``setting``): a run with more
+    data or epochs never pushes another off its front."""
+    flags = pd.Series(False, index=groups.index)
+    for _, part in groups.groupby("setting", sort=False):
+        flags[part.index] = pareto_mask(part[cost], part[metric])
+    return flags
+
+
 # ---------------------------------------------------------------------------------------------
 # One dataset
 
@@ -347,8 +407,9 @@ def analyse(
     metrics = metric_columns(runs)
     metric = metric if metric in metrics else headline_metric(runs, metrics)
     groups = add_gains(summarise(runs, metrics), runs, metric)
-    groups["pareto_gflops"] = pareto_mask(groups["gflops"], groups[metric])
-    groups["pareto_params"] = pareto_mask(groups["params_m"], groups[metric])
+    groups["setting"] = groups["recipe"].map(setting)
+    groups["pareto_gflops"] = pareto_flags(groups, "gflops", metric)
+    groups["pareto_params"] = pareto_flags(groups, "params_m", metric)
     groups = table_order(groups, metric)
     groups["method_key"] = [
         with_variant(m, v) for m, v in zip(groups["method"], groups["variant"], strict=True)
@@ -506,6 +567,7 @@ class Report:
     duplicates: int
     datasets: list[str] = field(default_factory=list)
     references: int = 0
+    skipped: list[str] = field(default_factory=list)  # files that are not usable run results
 
     @property
     def index(self) -> Path:
@@ -519,10 +581,12 @@ def write_report(
     tolerance: float = 1.0,
     metric: str | None = None,
     sources: Sequence[str] = (),
+    skipped: Sequence[str] = (),
 ) -> Report:
     """Write README.md, index.html, runs.csv, tables/ and plots/ for ``records`` into ``out``.
 
-    Only these files are written (and overwritten); nothing else in ``out`` is touched.
+    ``skipped`` lines (files ``load_runs`` left out) are listed in the README. Only these
+    files are written (and overwritten); nothing else in ``out`` is touched.
     """
     from kdbench.report_plots import dataset_figures, save_figure
     from kdbench.report_render import (
@@ -533,6 +597,7 @@ def write_report(
         readme,
         reference_section,
         reference_table,
+        skipped_section,
         table_csv,
     )
 
@@ -572,7 +637,10 @@ def write_report(
     if not failed.empty:
         sections.append(failed_section(failed))
     names = [r.name for r in reports]
-    summary = Report(out, len(records), len(runs), len(failed), duplicates, names, len(deltas))
+    if skipped:
+        sections.append(skipped_section(list(skipped)))
+    counts = len(records), len(runs), len(failed), duplicates
+    summary = Report(out, *counts, names, len(deltas), list(skipped))
     page = readme(summary, sources, sections)
     (out / "README.md").write_text(page)
     (out / "index.html").write_text(html_page(page, TITLE))
@@ -590,7 +658,7 @@ def check_writable(out: Path) -> None:
 
 
 def all_runs_csv(runs: pd.DataFrame, failed: pd.DataFrame) -> pd.DataFrame:
-    done = runs.assign(status="done", error="")
+    done = runs.drop(columns="recipe").assign(status="done", error="")
     return pd.concat([done, failed], ignore_index=True)[[*done.columns]]
 
 

@@ -114,18 +114,22 @@ def minor_tick(value: float, _pos) -> str:
 
 
 def draw_front(ax: Axes, groups: pd.DataFrame, cost: str, metric: str) -> None:
-    front = groups[pareto_mask(groups[cost], groups[metric])].sort_values(cost)
-    if len(front) > 1:
-        ax.step(
-            front[cost],
-            front[metric],
-            where="post",
-            linestyle="--",
-            linewidth=1,
-            color="0.55",
-            zorder=1,
-            label="Pareto front",
-        )
+    """One dashed front per ``setting`` (groups trained the same way), labelled once."""
+    label = "Pareto front"
+    for _, part in groups.groupby("setting", sort=False):
+        front = part[pareto_mask(part[cost], part[metric])].sort_values(cost)
+        if len(front) > 1:
+            ax.step(
+                front[cost],
+                front[metric],
+                where="post",
+                linestyle="--",
+                linewidth=1,
+                color="0.55",
+                zorder=1,
+                label=label,
+            )
+            label = "_nolegend_"
 
 
 def label_points(ax: Axes, points) -> None:

@@ -280,6 +280,11 @@ def reference_section(table: Table) -> str:
     return f"## Published references\n\n{to_markdown(table)}\n"
 
 
+def skipped_section(skipped: list[str]) -> str:
+    lines = "\n".join(f"- `{line}`" for line in skipped)
+    return f"## Files left out ({len(skipped)})\n\nNot usable run results:\n\n{lines}\n"
+
+
 def failed_section(failed: pd.DataFrame) -> str:
     return (
         f"## Failed runs ({len(failed)})\n\nNot in any table or plot above; "

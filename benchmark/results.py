@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tempfile
+from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -41,15 +43,65 @@ def write_json(path: Path, record: dict) -> None:
         raise
 
 
+class DamagedResult(ValueError):
+    """A run JSON that cannot be used; the message names the file and what is wrong."""
+
+
+WARNED: set[tuple[Path, int]] = set()  # damaged files (path, mtime) this process reported
+
+
 def read_result(results: Path, run_id: str) -> dict | None:
+    """The run's record; None when it has none, or when its file is damaged (then a warning
+    line names the file, once per file: again only if the file is written anew)."""
     path = run_path(results, run_id)
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_or_warn(path) if path.exists() else None
 
 
 def load_results(results: Path) -> list[dict]:
-    """Every run JSON under ``results/runs``, sorted by run id."""
+    """Every readable run JSON under ``results/runs``, sorted by run id (damaged ones warned)."""
     folder = Path(results) / "runs"
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    records = (read_or_warn(p) for p in sorted(folder.glob("*.json")))
+    return [record for record in records if record is not None]
+
+
+def read_or_warn(path: Path) -> dict | None:
+    try:
+        return check_result(path)
+    except DamagedResult as err:
+        warn_once(path, f"{err}; treated as missing")
+        return None
+
+
+def check_result(path: Path) -> dict:
+    """The run record in ``path``; raises DamagedResult if it is not one."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedResult(f"{path}: not a readable JSON file ({err})") from None
+    if not isinstance(record, dict) or not {"run_id", "status"} <= record.keys():
+        raise DamagedResult(f"{path}: not a kdbench run result (no run_id and status)")
+    return record
+
+
+def warn_once(path: Path, message: str) -> None:
+    """Print ``message`` unless this version of ``path`` was warned about already."""
+    try:
+        key = Path(path).resolve(), Path(path).stat().st_mtime_ns
+    except OSError:  # gone meanwhile: say so anyway
+        key = Path(path).resolve(), -1
+    if key not in WARNED:
+        WARNED.add(key)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged run file to ``<name>.damaged-<UTC time>`` (kept, never deleted), so a
+    re-run can write a fresh one; returns the new path."""
+    path = Path(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    path.rename(target)
+    return target
 
 
 def package_versions() -> dict[str, str]:

@@ -27,6 +27,8 @@ from kdbench.results import read_result
 
 SPEC_KEYS = ("name", "description", "extends", "base", "grid", "methods", "extra")
 STATES = ("done", "running", "queued", "failed", "missing")
+INTERRUPTED = "interrupted"  # the status of a run stopped by Ctrl-C or SIGTERM: resubmitted
+RESUMES = "resumes from its last epoch"
 
 
 @dataclass
@@ -209,10 +211,12 @@ class RunStatus:
 def run_states(plan: Plan, results: Path, scheduler: bool = True) -> list[RunStatus]:
     """Where every run of ``plan`` stands, from its result JSON and its latest job.
 
-    A finished result wins; then a job still queued or running (a retry of a failed run); then
-    a failed result; a job that ended without writing one (cancelled, timed out, killed) counts
-    as failed too. ``scheduler=False`` reads the results only. Raises ``SchedulerError`` when
-    the scheduler cannot be asked.
+    A finished result wins; then a job still queued or running (a retry of a failed run). An
+    interrupted run (its record says so, or this sweep cancelled its local job on Ctrl-C) is
+    missing again: the next sweep run resumes it. Then a failed result; a job that ended without
+    writing one (cancelled by the scheduler, timed out, killed) counts as failed too.
+    ``scheduler=False`` reads the results only. Raises ``SchedulerError`` when the scheduler
+    cannot be asked.
     """
     states = [RunStatus(cfg, role) for role, cfg in plan.roles()]
     records = {s.run_id: read_result(results, s.run_id) for s in states}
@@ -235,8 +239,13 @@ def classify(
     if job and live and live.phase in ("queued", "running"):
         detail = f"{job.executor} job {job.job_id}: {live.word}"
         return replace(status, state=live.phase, detail=detail, job=job)
+    if record and record.get("status") == INTERRUPTED:
+        return replace(status, state="missing", detail=f"{INTERRUPTED}: {RESUMES}", job=job)
     if record:
         return replace(status, state="failed", detail=record.get("error", "failed"), job=job)
+    if job and job.cancelled:
+        detail = f"{job.executor} job {job.job_id} cancelled by the sweep: {RESUMES}"
+        return replace(status, state="missing", detail=detail, job=job)
     if job and live:
         detail = f"{job.executor} job {job.job_id} ended ({live.word}) without a result"
         log = job_paths(results, job.job_id).stderr

@@ -128,7 +128,7 @@ def results(tmp_path_factory) -> Path:
 
 def test_report_on_1000_runs(benchmark, results, tmp_path):
     def report():
-        return write_report(load_runs([results]), tmp_path / "report")
+        return write_report(load_runs([results])[0], tmp_path / "report")
 
     summary = benchmark.pedantic(report, rounds=1, iterations=1)
     assert (summary.runs, summary.failed) == (RUNS, 4)
