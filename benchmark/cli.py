@@ -129,7 +129,7 @@ def first_line(doc: str | None) -> str:
 
 def cmd_run(args) -> int:
     from kdbench.harness import run, validate
-    from kdbench.store import check_writable
+    from kdbench.results import check_writable
     from kdbench.sweep import Plan, resolve_teacher, run_local
 
     if args.config and "=" in args.config:  # argparse took the first override for the file

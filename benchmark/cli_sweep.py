@@ -24,6 +24,7 @@ from kdbench.executors import (
     wait_slurm,
 )
 from kdbench.jobs import SchedulerError
+from kdbench.results import check_writable
 from kdbench.summary import data_label, method_label, model_label
 from kdbench.sweep import Plan, RunStatus, counts, expand, load_spec, run_states, to_submit
 
@@ -53,6 +54,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--wait", action="store_true", help="slurm: block until every run finished")
     run.add_argument("--retry-failed", action="store_true", help="also resubmit failed runs")
+    run.add_argument(
+        "--rerun", action="store_true", help="train every run again, finished ones included"
+    )
     run.add_argument(
         "--parallel", type=int, help="local: runs at once (default: one per GPU, or 1)"
     )
@@ -121,18 +125,26 @@ def cmd_run(args) -> int:
     if args.executor == "slurm" and not args.profile:
         raise ConfigError("--executor slurm needs --profile slurm/NAME.yaml, e.g. slurm/local.yaml")
     profile = load_profile(args.profile) if args.executor == "slurm" else None
+    check_writable(args.results)
     started = time.time()
     try:
         states = run_states(plan, args.results)
     except SchedulerError as err:  # unsure what is in flight, so submit nothing twice
         raise ConfigError(f"cannot tell which runs are queued or running: {err}") from err
-    todo = to_submit(states, args.retry_failed)
+    todo = to_submit(states, args.retry_failed, args.rerun)
     say(f"sweep {name}: {len(states)} runs; {tally(states)}; submitting {len(todo)}")
     try:
         if args.executor != "slurm":
             with tracker(len(todo)) as track:
                 skipped = run_here(
-                    todo, states, args.results, args.executor, track, args.parallel, args.plugin
+                    todo,
+                    states,
+                    args.results,
+                    args.executor,
+                    track,
+                    args.parallel,
+                    args.plugin,
+                    args.rerun,
                 )
             report_skipped(skipped)
         elif not run_on_slurm(args, name, plan, states, todo, profile):
@@ -158,7 +170,7 @@ def run_on_slurm(
 ) -> bool:
     """Submit ``todo``, then wait for every job of the sweep with ``--wait``. False when it
     returned with jobs under way."""
-    jobs, skipped = submit_slurm(todo, states, args.results, profile, name, args.plugin)
+    jobs, skipped = submit_slurm(todo, states, args.results, profile, name, args.plugin, args.rerun)
     report_skipped(skipped)
     if jobs:
         say(f"submitted {len(jobs)} jobs to Slurm: {jobs[0].job_id} .. {jobs[-1].job_id}")

@@ -79,11 +79,13 @@ class TrainJob(Checkpointable):
 
     On preemption or time-out submitit calls ``checkpoint``, which resubmits the same call; the
     harness then resumes from the run's last epoch checkpoint (so at most one epoch is lost).
+    ``rerun`` trains a finished run again, once: a requeued job resumes, it does not restart.
     """
 
-    def __init__(self, results: Path, plugins: list[str] = ()) -> None:
+    def __init__(self, results: Path, plugins: list[str] = (), rerun: bool = False) -> None:
         self.results = str(Path(results).resolve())
         self.plugins = list(plugins)
+        self.rerun = rerun
         self.requeues = 0
 
     def __call__(self, cfg: RunConfig) -> dict:
@@ -92,21 +94,23 @@ class TrainJob(Checkpointable):
         for module in self.plugins:
             load_plugin(module)
         use_allocated_cpus()
-        results = Path(self.results)
-        done = epochs_done(results, cfg.run_id())
-        if done:
-            print(f"run {cfg.run_id()}: resuming after epoch {done}/{cfg.train.epochs}", flush=True)
-        record = run(cfg, results, progress=False)
+        record = run(cfg, Path(self.results), progress=False, rerun=self.rerun, log=log_line)
         return {
             "run_id": record["run_id"],
             "status": record["status"],
-            "resumed_after_epoch": done,
+            "resumed_from_epoch": record.get("resumed_from_epoch", 0),
             "requeues": self.requeues,
         }
 
     def checkpoint(self, cfg: RunConfig) -> DelayedSubmission:
         self.requeues += 1
+        self.rerun = False  # the requeued call continues this attempt
         return super().checkpoint(cfg)
+
+
+def log_line(text: str) -> None:
+    """A job's log line, in its stdout (submitit's log file)."""
+    print(text, flush=True)
 
 
 def use_allocated_cpus() -> None:
@@ -119,13 +123,16 @@ def use_allocated_cpus() -> None:
 
 
 def epochs_done(results: Path, run_id: str) -> int:
-    """Epochs in the run's last checkpoint, 0 without one (memory-mapped: weights stay on disk)."""
+    """Epochs in the run's last checkpoint, 0 without one or with one that cannot be read
+    (memory-mapped: weights stay on disk; the harness checks its checksum before resuming)."""
     import torch
 
     path = checkpoint_dir(results, run_id) / "last.pt"
-    if not path.exists():
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(blob["epoch"])
+    except Exception:  # missing, being replaced, or damaged: nothing to resume from yet
         return 0
-    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
 
 
 def blocked_by(student: RunStatus, by_id: dict[str, RunStatus], starting: set[str]) -> str | None:
@@ -177,6 +184,7 @@ def submit_slurm(
     profile: SlurmProfile,
     name: str,
     plugins: list[str] = (),
+    rerun: bool = False,
 ) -> tuple[list[Job], list[tuple[RunStatus, str]]]:
     """Queue ``todo`` on Slurm: the teachers in one array, then each teacher's students in one
     array after it (``afterok``). Returns the jobs, and the students left out with the reason.
@@ -185,7 +193,7 @@ def submit_slurm(
         jobs_folder(results) / "%j", max_num_timeout=profile.requeues, python=profile.python
     )
     executor.update_parameters(job_name=f"kdbench-{name}", **profile.parameters())
-    submit = partial(submit_array, executor, TrainJob(results, plugins), results)
+    submit = partial(submit_array, executor, TrainJob(results, plugins, rerun), results)
     by_id = {s.run_id: s for s in states}
     jobs = submit([s for s in todo if s.role == "teacher"], after=None)
     job_of = {job.run_id: job.job_id for job in jobs}
@@ -260,9 +268,10 @@ def run_here(
     tracker: Tracker,
     parallel: int | None = None,
     plugins: list[str] = (),
+    rerun: bool = False,
 ) -> list[tuple[RunStatus, str]]:
     """Run ``todo`` on this machine, teachers first; returns the students left out, with why."""
-    train = TrainJob(results, plugins)
+    train = TrainJob(results, plugins, rerun)
     if executor == "local":
         runner = LocalPool(results, train, tracker, parallel)
     else:

@@ -33,11 +33,13 @@ from kdbench.precision import autocast, check_precision, compute_dtype, dtype_na
 from kdbench.registry import DATASETS, METHODS, UnknownNameError, unknown_message
 from kdbench.results import (
     cache_root,
+    check_writable,
     checkpoint_dir,
     git_sha,
     package_versions,
     read_result,
     run_path,
+    set_aside,
     write_json,
 )
 from kdbench.runlock import RunLock
@@ -113,7 +115,7 @@ def run(
     validate(cfg)
     cfg = cfg.resolved()
     results = Path(results)
-    store.check_writable(results)
+    check_writable(results)
     run_id = cfg.run_id()
     folder = checkpoint_dir(results, run_id)
     with RunLock(folder / "run.lock", log=log):
@@ -145,12 +147,16 @@ def trusted_result(results: Path, run_id: str, log) -> dict | None:
     """The run's finished record if its weights are intact; a finished record whose weights
     are damaged or missing is set aside (it must be trained again)."""
     record = read_result(results, run_id)
+    if record is None and run_path(results, run_id).exists():  # damaged: keep it, out of the way
+        aside = set_aside(run_path(results, run_id))
+        log(f"run {run_id}: its record is damaged; set aside as {aside.name}, training it again")
     if not record or record.get("status") != "done":
         return None
-    problem = store.verify(results / record["checkpoint"])
+    weights = record.get("checkpoint")
+    problem = store.verify(results / weights) if weights else "the record names no weights"
     if problem is None:
         return record
-    aside = store.set_aside(run_path(results, run_id))
+    aside = set_aside(run_path(results, run_id))
     log(f"run {run_id}: {problem}; its record set aside as {aside.name}, training it again")
     return None
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from submitit.core.utils import JobPaths
 from submitit.slurm.slurm import SlurmInfoWatcher
 
+from kdbench.results import warn_once
+
 JOURNAL = "journal.jsonl"
 SLURM_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "PREEMPTED"}
 SLURM_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
@@ -65,8 +67,19 @@ def latest_jobs(results: Path) -> dict[str, Job]:
     path = jobs_folder(results) / JOURNAL
     if not path.exists():
         return {}
-    jobs = [Job(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    jobs = [job for line in path.read_text().splitlines() if (job := parse_job(line, path))]
     return {job.run_id: job for job in jobs}
+
+
+def parse_job(line: str, path: Path) -> Job | None:
+    """One journal line as a Job; a damaged line (a write cut short) is skipped with a warning."""
+    if not line.strip():
+        return None
+    try:
+        return Job(**json.loads(line))
+    except (ValueError, TypeError) as err:
+        warn_once(path, f"{path}: a damaged journal line was skipped ({err})")
+        return None
 
 
 def job_states(results: Path, jobs: Iterable[Job]) -> dict[str, JobState]:

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from kdbench.config import ConfigError
+
 PACKAGES = ("kdbench", "torch", "torchvision", "timm", "fvcore", "scikit-learn", "numpy")
 
 
@@ -95,13 +97,29 @@ def warn_once(path: Path, message: str) -> None:
 
 
 def set_aside(path: Path) -> Path:
-    """Rename a damaged run file to ``<name>.damaged-<UTC time>`` (kept, never deleted), so a
-    re-run can write a fresh one; returns the new path."""
+    """Rename a damaged file or folder to ``<name>.damaged-<UTC time>`` (kept, never deleted),
+    so that a fresh one can be written; returns the new path."""
     path = Path(path)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    target = path.with_name(f"{path.name}.damaged-{stamp}")
-    path.rename(target)
+    target = path.with_name(f"{path.name}.damaged-{aside_stamp()}")
+    os.rename(path, target)
     return target
+
+
+def aside_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def check_writable(folder: Path) -> None:
+    """Fail now, in one line, if run results cannot be written under ``folder``."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"results folder {folder} is a file: give a folder for runs/")
+    try:
+        (folder / "runs").mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder / "runs"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"results folder {folder} is not writable ({err.strerror})") from None
 
 
 def package_versions() -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""Files a run writes and must be able to trust: checksummed, atomically written checkpoints,
-damaged files set aside (never deleted), and a results folder checked before any training.
+"""Checkpoints a run writes and must be able to trust: checksummed, written atomically, and set
+aside (never deleted) when damaged.
 
 A checkpoint ``X.pt`` is written to a temp file unique to this process, fsynced and renamed
 into place; its sha256 goes to ``X.pt.sha256`` next to it. A reader that finds the digest
@@ -13,13 +13,12 @@ import hashlib
 import io
 import os
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from kdbench.config import ConfigError
+from kdbench import results
 
 
 class DamagedFileError(RuntimeError):
@@ -111,13 +110,11 @@ def file_sha256(path: Path) -> str:
 
 
 def set_aside(path: Path) -> Path:
-    """Rename a damaged file (and its checksum) to ``<name>.damaged-<UTC time>``; the new path."""
-    path = Path(path)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    target = path.with_name(f"{path.name}.damaged-{stamp}")
-    os.replace(path, target)
-    if digest_path(path).exists():
-        os.replace(digest_path(path), Path(f"{target}.sha256"))
+    """Rename a damaged checkpoint (and its checksum) to ``<name>.damaged-<UTC time>``."""
+    digest = digest_path(path)
+    target = results.set_aside(path)
+    if digest.exists():
+        os.replace(digest, digest_path(target))
     return target
 
 
@@ -140,16 +137,3 @@ def remove(path: Path) -> None:
     """Delete a checkpoint and its checksum."""
     Path(path).unlink(missing_ok=True)
     digest_path(path).unlink(missing_ok=True)
-
-
-def check_writable(folder: Path) -> None:
-    """Fail now, in one line, if run results cannot be written under ``folder``."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"results folder {folder} is a file: give a folder for runs/")
-    try:
-        (folder / "runs").mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder / "runs"):
-            pass
-    except OSError as err:
-        raise ConfigError(f"results folder {folder} is not writable ({err.strerror})") from None

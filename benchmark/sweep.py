@@ -269,9 +269,13 @@ def note_blocked(states: list[RunStatus], with_result: set[str]) -> list[RunStat
     ]
 
 
-def to_submit(states: list[RunStatus], retry_failed: bool = False) -> list[RunStatus]:
-    """Runs to (re)submit: missing ones, and failed ones with ``retry_failed``."""
+def to_submit(
+    states: list[RunStatus], retry_failed: bool = False, rerun: bool = False
+) -> list[RunStatus]:
+    """Runs to (re)submit: missing ones, failed ones with ``retry_failed``, and every run not
+    under way with ``rerun``."""
     wanted = {"missing", "failed"} if retry_failed else {"missing"}
+    wanted |= {"done", "failed"} if rerun else set()
     return [s for s in states if s.state in wanted]
 
 

@@ -21,7 +21,6 @@ import json
 import os
 import uuid
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from kdbench.output import Output
 from kdbench.precision import autocast
+from kdbench.results import set_aside
 
 CACHE_FORMAT = 2
 
@@ -178,10 +178,8 @@ class TeacherCache:
 
     def set_aside(self, problem: str) -> None:
         """Rename the damaged folder out of the way (never delete it) and say so in one line."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-        aside = self.folder.with_name(f"{self.folder.name}.damaged-{stamp}")
         try:
-            os.rename(self.folder, aside)
+            aside = set_aside(self.folder)
         except FileNotFoundError:
             pass  # another run set it aside first
         except OSError as err:

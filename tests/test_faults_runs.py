@@ -20,6 +20,7 @@ import pytest
 
 import kdbench.harness as harness
 from kdbench import identity, store
+from kdbench.cli import main
 from kdbench.config import ConfigError
 from kdbench.datasets.synthff import SynthFF
 from kdbench.methods.vanilla import Vanilla
@@ -103,6 +104,24 @@ def test_1_a_hit_says_when_and_rerun_recomputes(tiny, tmp_path, capsys):
     fresh = harness.run(cfg, tmp_path, rerun=True)
     assert fresh["finished"] > first["finished"] and fresh["resumed_from_epoch"] == 0
     assert "already done" not in capsys.readouterr().err
+
+
+def test_1_sweep_run_rerun_trains_finished_runs_again(tmp_path):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        "name: again\nextends: smoke\n"
+        "base: {train: {epochs: 1}, data: {params: {videos: 20}}}\n"
+        "grid: {method: [vanilla], seed: [0]}\n"
+    )
+    args = ["sweep", "run", str(spec), "--results", str(tmp_path / "r"), "--executor", "debug"]
+    assert main(args) == 0
+    [first] = load_results(tmp_path / "r")
+    time.sleep(1.1)  # "finished" has one-second resolution
+    assert main(args) == 0
+    assert load_results(tmp_path / "r")[0]["finished"] == first["finished"]  # a plain run: kept
+    assert main([*args, "--rerun"]) == 0
+    [again] = load_results(tmp_path / "r")
+    assert again["run_id"] == first["run_id"] and again["finished"] > first["finished"]
 
 
 # 5. Two identical runs at once ----------------------------------------------------------------
