@@ -104,7 +104,9 @@ def batch_shape(dataset, batch_size: int) -> tuple[int, ...]:
     return (min(batch_size, len(dataset)), *dataset[0]["image"].shape)
 
 
-def verdict_record(choice: str, fp32_ms, bf16_ms, cached: bool, reason: str) -> dict:
+def verdict_record(
+    choice: str, fp32_ms: float | None, bf16_ms: float | None, cached: bool, reason: str
+) -> dict:
     return {
         "choice": choice,
         "fp32_ms": fp32_ms,
