@@ -11,7 +11,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +25,15 @@ from kdbench.config import RunConfig
 from kdbench.harness import Setup, make_optimizer, place, to_device, train_step
 from kdbench.method import Context, build_method
 from kdbench.models import build_model
-from kdbench.precision import compute_dtype, dtype_name
+from kdbench.precision import (
+    compute_dtype,
+    device_name,
+    dtype_name,
+    interleaved_ms,
+    native_bf16,
+    time_dtypes,
+    verdict_from,
+)
 from kdbench.teacher import CachedTeacher, LiveTeacher
 
 TEACHER = (  # the paper preset's teacher
@@ -60,20 +68,6 @@ class SuiteRow:
     teacher_s: float  # summed wall time of the teacher runs
     student_s: float  # summed wall time of the student runs
     student_median_s: float
-
-
-def interleaved_ms(fns: list[Callable[[], object]], steps: int, warmup: int = 3) -> list[float]:
-    """Median ms of each of ``fns``, timed in turn step after step so drift hits all alike."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(steps):
-        for fn, out in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return [1000 * statistics.median(t) for t in times]
 
 
 def synthetic_batch(batch_size: int, size: int) -> dict:
@@ -205,6 +199,28 @@ def suite_table(rows: list[SuiteRow], cores: int | None) -> Table:
     return table
 
 
+def precision_verdict(model: str, kwargs: dict, size: int, batch_size: int, training: bool) -> dict:
+    """What ``precision: auto`` decides for ``model`` here, measured now (stored verdicts are
+    neither read nor written): both step times, the choice and its reason."""
+    net = place(build_model(model, 2, **kwargs), CPU)
+    if not training:
+        net.eval().requires_grad_(False)
+    times = time_dtypes(net, [batch_size, 3, size, size], CPU, training)
+    verdict = verdict_from(times[torch.float32], times[torch.bfloat16])
+    if not native_bf16(CPU):
+        verdict |= {"choice": "fp32", "reason": "bf16 is not native on this cpu"}
+    return verdict
+
+
+def verdict_line(model: str, size: int, batch_size: int, training: bool, verdict: dict) -> str:
+    mode = "training" if training else "inference"
+    return (
+        f"{model} {mode}, batch {batch_size} at {size}x{size}, {device_name(CPU)}, "
+        f"{torch.get_num_threads()} threads: fp32 {verdict['fp32_ms']:.1f} ms, "
+        f"bf16 {verdict['bf16_ms']:.1f} ms -> {verdict['choice']} ({verdict['reason']})"
+    )
+
+
 def precision_gap(size: int = 64, batch_size: int = 64) -> float:
     """Max |logit difference| of the bf16-autocast teacher vs fp32 on one random batch."""
     teacher = build_model(TEACHER[0], 2, image_size=size, **TEACHER[1]).eval()
@@ -218,7 +234,7 @@ def bench_table(rows: list[BenchRow], cores: int | None) -> Table:
     table = Table(
         title=f"ms per training step: {STUDENT} <- {TEACHER[0]} (resnet18 x2), {cores} CPU cores",
         caption=(
-            f"teacher forward and student step in {precision} (precision auto) + channels_last; "
+            f"teacher forward and student step in {precision} (bf16 where native) + channels_last; "
             "live: the teacher runs; cached: stored teacher outputs; bound: plain-PyTorch fp32 "
             "no-grad teacher forward + student CE step, same batch, timed in turn with each row"
         ),

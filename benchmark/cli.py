@@ -88,6 +88,16 @@ def parser() -> argparse.ArgumentParser:
         metavar="PRESET",
         help="instead: time these sweep presets end to end from an empty cache (e.g. demo paper)",
     )
+    bench.add_argument(
+        "--precision",
+        nargs="*",
+        metavar="MODEL_OR_KEY=VALUE",
+        help="instead: time fp32 and bf16 steps as `precision: auto` does and print its verdict; "
+        "MODEL [key=value ...] (default: the bench's student, training, and teacher, inference)",
+    )
+    bench.add_argument(
+        "--inference", action="store_true", help="with --precision MODEL: time the teacher's side"
+    )
     bench.set_defaults(func=cmd_bench)
     add_report_commands(sub)
     add_data_commands(sub)
@@ -223,6 +233,8 @@ def cmd_bench(args) -> int:
         suite_wall_time,
     )
 
+    if args.precision is not None:
+        return print_verdicts(args)
     if args.suite:
         rows = [suite_wall_time(preset) for preset in args.suite]
         Console(width=120).print(suite_table(rows, os.cpu_count()))
@@ -232,6 +244,21 @@ def cmd_bench(args) -> int:
     Console(width=120).print(bench_table(rows, os.cpu_count()))
     gap = precision_gap(args.size, args.batch_size)
     print(f"teacher bf16 vs fp32 on one random batch: max |logit difference| {gap:.2e}")
+    return 0
+
+
+def print_verdicts(args) -> int:
+    from kdbench.bench import STUDENT, TEACHER, precision_verdict, verdict_line
+
+    if args.precision:
+        name, *pairs = args.precision
+        models = [(name, dict(parse_kwarg(p) for p in pairs), not args.inference)]
+    else:
+        teacher_kwargs = TEACHER[1] | {"image_size": args.size}
+        models = [(STUDENT, {}, True), (TEACHER[0], teacher_kwargs, False)]
+    for name, kwargs, training in models:
+        verdict = precision_verdict(name, kwargs, args.size, args.batch_size, training)
+        print(verdict_line(name, args.size, args.batch_size, training, verdict))
     return 0
 
 

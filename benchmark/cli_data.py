@@ -60,6 +60,8 @@ def cmd_prepare(args) -> int:
     jobs, notes = video_jobs(args)
     settings = CropSettings(args.frames, args.size, args.scale, args.detector)
     summary = prepare(jobs, args.out, args.dataset, settings, args.workers, console.is_terminal)
+    if not summary.rows:
+        raise ConfigError(nothing_prepared(args.dataset, summary))
     per_s = summary.done / summary.seconds, summary.frames / summary.seconds
     rate = f"{per_s[0]:.2f} videos/s, {per_s[1]:.1f} frames/s"
     say(
@@ -74,6 +76,18 @@ def cmd_prepare(args) -> int:
         say(note)
     say(f"manifest: {summary.folder / 'manifest.csv'} ({summary.rows} crops)")
     return 0
+
+
+def nothing_prepared(dataset: str, summary) -> str:
+    """The one line for a ``prepare`` that left no crops at all."""
+    text = (
+        f"{dataset}: nothing was prepared: {len(summary.failed)} of {summary.videos} videos "
+        "could not be read"
+    )
+    if summary.failed:
+        video, reason = min(summary.failed)
+        text += f" (first: {video}: {reason})"
+    return text
 
 
 def video_jobs(args) -> tuple[list, list[str]]:

@@ -29,7 +29,7 @@ from kdbench.method import Context, Method, build_method, check_params
 from kdbench.metrics import classification_metrics
 from kdbench.models import build_model, model_names
 from kdbench.output import Output
-from kdbench.precision import autocast, check_precision, compute_dtype, dtype_name
+from kdbench.precision import autocast, batch_shape, check_precision, choose_dtype, dtype_name
 from kdbench.registry import DATASETS, METHODS, UnknownNameError, unknown_message
 from kdbench.results import (
     cache_root,
@@ -71,6 +71,7 @@ class Setup:
     device: torch.device
     notes: dict  # how the teacher side ran (precision, cache), for the run's record
     dtype: torch.dtype = torch.float32  # the student's autocast dtype (``train.precision``)
+    verdict: dict | None = None  # how ``train.precision: auto`` chose ``dtype`` (measured)
 
 
 def validate(cfg: RunConfig) -> None:
@@ -215,8 +216,13 @@ def build(cfg: RunConfig, results: Path) -> Setup:
     params = list(student.parameters()) + list(method.parameters())
     outputs, notes = teacher_side(cfg, teacher, weights, method, datasets["train"], device)
     optimizer = make_optimizer(params, cfg)
-    dtype = compute_dtype(cfg.train.precision, device, "train.precision")
-    return Setup(loaders, student, teacher, outputs, method, optimizer, device, notes, dtype)
+    shape = batch_shape(datasets["train"], cfg.data.batch_size)
+    dtype, verdict = choose_dtype(
+        cfg.train.precision, "train.precision", student, cfg.student, shape, device, True
+    )
+    return Setup(
+        loaders, student, teacher, outputs, method, optimizer, device, notes, dtype, verdict
+    )
 
 
 def teacher_side(cfg: RunConfig, teacher, weights, method: Method, train_set, device):
@@ -225,9 +231,13 @@ def teacher_side(cfg: RunConfig, teacher, weights, method: Method, train_set, de
     plus notes on which, for the run's record."""
     if teacher is None:
         return None, {}
-    dtype = compute_dtype(cfg.teacher.precision, device, "teacher.precision")
+    shape = batch_shape(train_set, cfg.data.batch_size)
+    dtype, verdict = choose_dtype(
+        cfg.teacher.precision, "teacher.precision", teacher, cfg.teacher, shape, device, False
+    )
     live = LiveTeacher(teacher, method.teacher_features(), device, dtype)
     notes = {"precision": dtype_name(dtype), "features": live.features}
+    notes |= {"precision_verdict": verdict} if verdict else {}
     reason = "teacher.cache is false" if not cfg.teacher.cache else cacheable(train_set)
     if reason:
         return live, notes | {"cache": False, "cache_reason": reason}
@@ -509,6 +519,7 @@ def finished_record(cfg: RunConfig, setup: Setup, state: dict, results: Path) ->
         "checkpoint": str(Path("checkpoints") / run_id / "model.pt"),
         "device": str(setup.device),
         "precision": dtype_name(setup.dtype),  # the student's (train.precision)
+        "precision_verdict": setup.verdict,  # how auto chose it: both timings
         "finished": now(),
         "wall_time_s": state["wall_time_s"],  # every attempt's, up to its last checkpoint
         "attempts": state["attempts"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 
 from kdbench.config import ConfigError
 from kdbench.datasets.crops import SPLITS, CropDataset, check_split, frames_per_video
@@ -42,6 +43,28 @@ def scan(root: Path, split: str, suffixes: set[str]) -> list[tuple[Path, int]]:
             if path.suffix.lower() in suffixes and path.is_file():
                 files.append((path, label))
     return files
+
+
+def check_readable(paths: list[Path], where: str, shown: int = 5) -> None:
+    """Raise one ``ConfigError`` naming every image in ``paths`` that does not open, before any
+    training (a header and checksum check, about 0.2 ms a PNG, not a full decode)."""
+    bad = [path for path in paths if not readable(path)]
+    if bad:
+        listed = ", ".join(str(path) for path in bad[:shown])
+        more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
+        raise ConfigError(
+            f"{len(bad)} of {len(paths)} images under {where} cannot be read "
+            f"(corrupt or not images): {listed}{more}"
+        )
+
+
+def readable(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception:  # whatever Pillow raises, the file is not a usable image
+        return False
+    return True
 
 
 def video_jobs(root: str | Path) -> list[VideoJob]:
@@ -77,6 +100,7 @@ class FolderDataset(CropDataset):
         check_split(split)
         root = tree_root(root)
         files = scan(root, split, IMAGE_SUFFIXES)
+        check_readable([p for p, _ in files], f"{root}/{split}")
         table = pd.DataFrame(
             {
                 "path": [p.relative_to(root).as_posix() for p, _ in files],
