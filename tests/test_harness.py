@@ -110,6 +110,10 @@ def test_killed_process_resumes_and_leaves_one_json(tmp_path):
     records = load_results(tmp_path)
     assert len(records) == 1 and records[0]["status"] == "done"
     assert [e["epoch"] for e in records[0]["history"]] == [1, 2, 3, 4, 5, 6]
+    # the killed attempt's epochs count in the cost, and the record says it was resumed
+    assert records[0]["attempts"] == 2 and records[0]["resumed_from_epoch"] >= 1
+    assert records[0]["wall_time_s"] >= sum(e["time_s"] for e in records[0]["history"])
+    assert "resuming after epoch" in done.stderr
 
 
 @METHODS.register("test-explodes")

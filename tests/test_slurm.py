@@ -214,7 +214,7 @@ def test_a_preempted_job_resumes_from_its_checkpoint_with_the_same_result(tmp_pa
     outcome = job_of[cut].result()  # waits for the requeued job
     restarted = sacct([job_of[cut].job_id])[job_of[cut].job_id]["start"]
     print(f"preempted -> requeued job started: {(restarted - interrupted).total_seconds():.0f} s")
-    assert outcome["requeues"] == 1 and 1 <= outcome["resumed_after_epoch"] < 5
+    assert outcome["requeues"] == 1 and 1 <= outcome["resumed_from_epoch"] < 5
     assert job_of[whole].result()["requeues"] == 0
     a, b = read_result(cut, cfg.run_id()), read_result(whole, cfg.run_id())
     assert a["status"] == b["status"] == "done"

@@ -424,7 +424,7 @@ def test_a_requeued_job_resumes_from_the_last_epoch_checkpoint(tmp_path, tiny, m
     monkeypatch.setattr(harness, "train_epoch", real_epoch)
     outcome = TrainJob(tmp_path)(cfg)
     assert outcome == {
-        "run_id": cfg.run_id(), "status": "done", "resumed_after_epoch": 1, "requeues": 0
+        "run_id": cfg.run_id(), "status": "done", "resumed_from_epoch": 1, "requeues": 0
     }  # fmt: skip
     assert [e["epoch"] for e in read_result(tmp_path, cfg.run_id())["history"]] == [1, 2]
 
