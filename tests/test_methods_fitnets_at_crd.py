@@ -97,7 +97,7 @@ def test_match_spatial_pools_both_to_the_smaller_size() -> None:
 
 
 def identity_regressor(method: FitNets) -> None:
-    conv, bn = method.regressor
+    conv, bn = method.regressor[:2]
     channels = conv.weight.shape[0]
     with torch.no_grad():
         conv.weight.copy_(torch.eye(channels)[:, :, None, None])
@@ -113,9 +113,21 @@ def test_fitnets_hint_equals_beta_times_mse() -> None:
     identity_regressor(method)
     terms = method.losses(batch_for([0, 1]), student, teacher)
     s, t = student.features["stage1"].numpy(), teacher.features["stage1"].numpy()
-    assert terms["hint"].item() == pytest.approx(100.0 * ((s - t) ** 2).mean(), rel=1e-5)
+    hint = 100.0 * ((np.maximum(s, 0) - t) ** 2).mean()  # conv + BN + ReLU
+    assert terms["hint"].item() == pytest.approx(hint, rel=1e-5)
     ce = hand_cross_entropy(student.logits, torch.tensor([0, 1]))
     assert terms["ce"].item() == pytest.approx(ce, rel=1e-5)
+
+
+def test_fitnets_regressor_without_relu() -> None:
+    student = toy_output({"stage1": (3, 4, 4)}, seed=1)
+    teacher = toy_output({"stage1": (3, 4, 4)}, seed=2)
+    method = FitNets(toy_ctx(student, teacher), beta=1.0, relu=False)
+    assert len(method.regressor) == 2
+    identity_regressor(method)
+    s, t = student.features["stage1"].numpy(), teacher.features["stage1"].numpy()
+    hint = method.losses(batch_for([0, 1]), student, teacher)["hint"]
+    assert hint.item() == pytest.approx(((s - t) ** 2).mean(), rel=1e-5)
 
 
 def test_fitnets_pools_the_larger_map() -> None:
@@ -123,7 +135,8 @@ def test_fitnets_pools_the_larger_map() -> None:
     teacher = toy_output({"stage1": (2, 2, 2)}, seed=4)
     method = FitNets(toy_ctx(student, teacher), beta=1.0)
     identity_regressor(method)
-    s = student.features["stage1"].numpy().reshape(2, 2, 2, 2, 2, 2).mean(axis=(3, 5))
+    s = np.maximum(student.features["stage1"].numpy(), 0)
+    s = s.reshape(2, 2, 2, 2, 2, 2).mean(axis=(3, 5))
     t = teacher.features["stage1"].numpy()
     hint = method.losses(batch_for([0, 0]), student, teacher)["hint"]
     assert hint.item() == pytest.approx(((s - t) ** 2).mean(), rel=1e-5)
