@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -194,8 +195,8 @@ def test_attention_map_of_a_fixed_tensor() -> None:
 
 
 def test_at_loss_equals_hand_value() -> None:
-    student = toy_output({"stage1": (2, 2, 2)}, seed=5)
-    teacher = toy_output({"stage1": (3, 2, 2)}, seed=6)
+    student = toy_output({"stage1": (2, 4, 4)}, seed=5)
+    teacher = toy_output({"stage1": (3, 4, 4)}, seed=6)
     method = AttentionTransfer(toy_ctx(student, teacher), pairs=[["stage1", "stage1"]])
     terms = method.losses(batch_for([0, 1]), student, teacher)
     diff = hand_attention(student.features["stage1"]) - hand_attention(teacher.features["stage1"])
@@ -211,23 +212,41 @@ def test_at_identical_features_give_zero() -> None:
 
 
 def test_at_pools_the_larger_map() -> None:
-    student = toy_output({"stage1": (2, 4, 4)}, seed=8)
-    teacher = toy_output({"stage1": (3, 2, 2)}, seed=9)
+    student = toy_output({"stage1": (2, 8, 8)}, seed=8)
+    teacher = toy_output({"stage1": (3, 4, 4)}, seed=9)
     method = AttentionTransfer(toy_ctx(student, teacher), pairs=[["stage1", "stage1"]], beta=2.0)
-    pooled = student.features["stage1"].view(2, 2, 2, 2, 2, 2).mean((3, 5))
+    pooled = student.features["stage1"].view(2, 2, 4, 2, 4, 2).mean((3, 5))
     diff = hand_attention(pooled) - hand_attention(teacher.features["stage1"])
     at = method.losses(batch_for([0, 1]), student, teacher)["at"]
     assert at.item() == pytest.approx((diff**2).mean(), rel=1e-5)
 
 
-def test_at_auto_pairs_last_three_stages_with_spatial_branch() -> None:
-    method = AttentionTransfer(toy_ctx(toy_output(FIVE_STAGES), toy_output(DUAL_TEACHER)))
+def test_at_auto_pairs_the_deepest_three_stages_of_4x4_or_more() -> None:
+    # FIVE_STAGES: 8×8, 4×4, 4×4, 2×2, 2×2; the dual-branch teacher: 4×4 everywhere
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        method = AttentionTransfer(toy_ctx(toy_output(FIVE_STAGES), toy_output(DUAL_TEACHER)))
     assert method.pairs == [
+        ("stage1", "spatial.stage1"),
+        ("stage2", "spatial.stage2"),
         ("stage3", "spatial.stage2"),
-        ("stage4", "spatial.stage3"),
-        ("stage5", "spatial.stage4"),
     ]
-    assert method.teacher_features() == ["spatial.stage2", "spatial.stage3", "spatial.stage4"]
+    assert method.teacher_features() == ["spatial.stage1", "spatial.stage2"]
+
+
+def test_at_auto_counts_the_teacher_map_and_needs_one_large_pair() -> None:
+    student = toy_output({f"stage{k}": (4, 8, 8) for k in (1, 2)})
+    teacher = toy_output({"stage1": (4, 4, 4), "stage2": (4, 2, 2)})
+    assert AttentionTransfer(toy_ctx(student, teacher)).pairs == [("stage1", "stage1")]
+    tiny = toy_output({"stage1": (4, 2, 2), "stage2": (4, 1, 1)})
+    with pytest.raises(ValueError, match="no stage pair has maps of 4×4 or more"):
+        AttentionTransfer(toy_ctx(tiny, tiny))
+
+
+def test_at_warns_when_a_pair_is_smaller_than_4x4() -> None:
+    ctx = toy_ctx(toy_output(FIVE_STAGES), toy_output(DUAL_TEACHER))
+    with pytest.warns(UserWarning, match=r"\(stage4, spatial.stage3\) compares 2×2 maps"):
+        AttentionTransfer(ctx, pairs=[["stage2", "spatial.stage2"], ["stage4", "spatial.stage3"]])
 
 
 def test_at_rejects_bad_pairs() -> None:
