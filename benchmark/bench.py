@@ -97,7 +97,8 @@ def method_setup(name: str, teacher, batch: dict, cached: bool = False) -> Setup
     torch.manual_seed(0)
     student = place(build_model(STUDENT, 2), CPU)
     with torch.no_grad():
-        ctx = Context(student.eval()(batch["image"][:2]), teacher(batch["image"][:2]), 2, 1024)
+        s_out, t_out = student.eval()(batch["image"][:2]), teacher(batch["image"][:2])
+        ctx = Context(s_out, t_out, 2, 1024, train_labels=torch.arange(1024) % 2)
     method = build_method(name, ctx, {})
     params = list(student.train().parameters()) + list(method.parameters())
     optimizer = make_optimizer(params, RunConfig())  # the harness's optimizer

@@ -305,7 +305,13 @@ def dry_run(student, teacher, train_set: Dataset, num_classes: int, device) -> C
         s_out = student.eval()(images)
         student.train(was)
         t_out = teacher(images) if teacher is not None else None
-    return Context(s_out, t_out, num_classes, len(train_set))
+    return Context(s_out, t_out, num_classes, len(train_set), dataset_labels(train_set))
+
+
+def dataset_labels(dataset: Dataset) -> torch.Tensor | None:
+    """The label of every sample, from the dataset's ``labels`` array; ``None`` without one."""
+    labels = getattr(dataset, "labels", None)
+    return None if labels is None else torch.as_tensor(labels, dtype=torch.int64)
 
 
 def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:

@@ -19,13 +19,16 @@ class Context:
     """What a method may size itself from, taken from one dry forward before training.
 
     ``student`` / ``teacher`` are real outputs on a 2-sample batch (shapes of every feature);
-    ``teacher`` is ``None`` for methods that need no teacher.
+    ``teacher`` is ``None`` for methods that need no teacher. ``train_labels``: the label of
+    each training sample, ``[num_samples]`` int64, in the order of the batches' ``"index"``
+    (``None`` when the dataset does not expose them).
     """
 
     student: Output
     teacher: Output | None
     num_classes: int
     num_samples: int  # size of the training split (CRD's memory banks)
+    train_labels: Tensor | None = None  # CRD's negatives from other classes
 
 
 class Method(nn.Module):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -10,7 +13,8 @@ from kdbench.methods.common import match_spatial, relative_stage, stage_names, t
 from kdbench.output import Output
 from kdbench.registry import METHODS
 
-AUTO_STAGES = 3  # auto pairs the student's last three stages
+AUTO_STAGES = 3  # auto pairs the deepest three stages whose maps are large enough
+MIN_AREA = 16  # 4×4: smaller maps dominate the loss, which scales as 1/(H·W)
 
 
 @METHODS.register("at")
@@ -26,9 +30,15 @@ class AttentionTransfer(Method):
         beta: float = 1000.0,
         ce_weight: float = 1.0,
     ) -> None:
-        """``pairs``: ``[[student_feature, teacher_feature], ...]``, or ``auto``: the student's
-        last three stages, each with the teacher stage at the same relative depth (the
-        ``spatial.`` branch of the dual-branch teacher). Loss: CE + β/2 · Σ_pairs AT loss."""
+        """``pairs``: ``[[student_feature, teacher_feature], ...]``, or ``auto``: the deepest
+        three student stages, each with the teacher stage at the same relative depth (the
+        ``spatial.`` branch of the dual-branch teacher), whose compared maps are at least 4×4.
+
+        Loss: CE + β/2 · Σ_pairs mean((a_s − a_t)²), with ``a`` the L2-normalised attention map
+        (Zagoruyko & Komodakis's code; RepDistiller writes β·Σ with β = 1000, which is β = 2000
+        here). Each map has unit norm over its H·W positions, so a pair's loss scales as
+        1/(H·W): β = 1000 was set for CIFAR's 32/16/8-px maps, and a 2×2 pair outweighs an 8×8
+        one sixteen-fold. Pairing a map smaller than 4×4 warns."""
         super().__init__(ctx)
         teacher = teacher_output(ctx, "at")
         self.pairs = auto_pairs(ctx.student, teacher) if pairs == "auto" else check_pairs(pairs)
@@ -38,6 +48,13 @@ class AttentionTransfer(Method):
                     raise ValueError(
                         f"AT needs [B,C,H,W] maps; {name!r} is {out.features[name].shape}"
                     )
+            height, width = compared_size(ctx.student, teacher, (s_name, t_name))
+            if height * width < MIN_AREA:
+                warnings.warn(
+                    f"AT pair ({s_name}, {t_name}) compares {height}×{width} maps, smaller than "
+                    f"4×4: its loss, ∝ 1/(H·W), will dominate the sum",
+                    stacklevel=2,
+                )
         self.p = p
         self.beta = beta
         self.ce_weight = ce_weight
@@ -67,14 +84,27 @@ def at_loss(student: Tensor, teacher: Tensor, p: float) -> Tensor:
     return (attention_map(student, p) - attention_map(teacher, p)).pow(2).mean()
 
 
+def compared_size(student: Output, teacher: Output, pair: tuple[str, str]) -> tuple[int, int]:
+    """Height and width at which ``pair`` is compared: the smaller of the two maps'."""
+    s_shape, t_shape = student.feature(pair[0]).shape, teacher.feature(pair[1]).shape
+    return min(s_shape[2], t_shape[2]), min(s_shape[3], t_shape[3])
+
+
 def auto_pairs(student: Output, teacher: Output) -> list[tuple[str, str]]:
+    """The deepest ``AUTO_STAGES`` student stages compared at 4×4 or more, each with the
+    teacher stage at the same relative depth."""
     s_stages = stage_names(student)
     t_stages = stage_names(teacher)
-    first = max(len(s_stages) - AUTO_STAGES, 0)
-    return [
-        (s_stages[k], relative_stage(k + 1, len(s_stages), t_stages))
-        for k in range(first, len(s_stages))
+    pairs = [
+        (name, relative_stage(k + 1, len(s_stages), t_stages)) for k, name in enumerate(s_stages)
     ]
+    large = [pair for pair in pairs if math.prod(compared_size(student, teacher, pair)) >= MIN_AREA]
+    if not large:
+        raise ValueError(
+            f"AT auto: no stage pair has maps of 4×4 or more ({', '.join(s_stages)}); "
+            "set pairs explicitly"
+        )
+    return large[-AUTO_STAGES:]
 
 
 def check_pairs(pairs: list[list[str]] | str) -> list[tuple[str, str]]:

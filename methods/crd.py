@@ -11,9 +11,10 @@ from torch import Tensor, nn
 from kdbench.method import Context, Method
 from kdbench.methods.common import kd_loss, teacher_output
 from kdbench.output import Output
-from kdbench.registry import METHODS
+from kdbench.registry import METHODS, unknown_message
 
 EPS = 1e-7
+NEGATIVES = ("other-class", "uniform")
 
 
 @METHODS.register("crd")
@@ -35,14 +36,28 @@ class CRD(Method):
         ce_weight: float = 1.0,
         kd_weight: float = 0.0,
         temperature: float = 4.0,
+        negatives: str = "other-class",
     ) -> None:
         """``teacher_feature`` auto: ``fused`` for the dual-branch teacher, else ``pooled``.
-        ``k`` negatives per sample, at most ``num_samples - 1``; ``nce_t``/``nce_m``: the NCE
-        temperature and the memory banks' momentum. Loss: CE + β·CRD (+ kd_weight·KD)."""
+        ``k`` negatives per sample, at most ``num_samples - 1``, drawn with replacement from the
+        samples of other classes (``other-class``, the references' ``exact`` mode; it needs
+        ``ctx.train_labels``) or from all other samples (``uniform``). ``nce_t``/``nce_m``: the
+        NCE temperature and the memory banks' momentum. Loss: CE + β·CRD (+ kd_weight·KD).
+
+        Embeddings, their normalisation and the NCE run in float32, outside autocast.
+
+        The memory banks start random and each row moves towards its sample's embedding only
+        when that sample is in a batch, once an epoch: the contrast is against noise at first
+        and against embeddings up to an epoch old later, so CRD needs many epochs (the
+        references train 240 on CIFAR-100) and gives little signal in a short run."""
         super().__init__(ctx)
         teacher = teacher_output(ctx, "crd")
         if ctx.num_samples < 2:
             raise ValueError(f"CRD needs at least 2 training samples, got {ctx.num_samples}")
+        order, start, count = exclusion_blocks(negative_groups(ctx, negatives))
+        self.register_buffer("negative_order", order, persistent=False)
+        self.register_buffer("negative_start", start, persistent=False)
+        self.register_buffer("negative_count", count, persistent=False)
         if teacher_feature == "auto":
             teacher_feature = "fused" if "fused" in teacher.features else "pooled"
         self.student_feature = student_feature
@@ -68,10 +83,11 @@ class CRD(Method):
 
     def losses(self, batch: dict, s_out: Output, t_out: Output | None) -> dict[str, Tensor]:
         index = batch["index"].to(self.student_bank.device)
-        v_s = F.normalize(self.embed_s(s_out.feature(self.student_feature).flatten(1)))
-        v_t = F.normalize(self.embed_t(t_out.feature(self.teacher_feature).detach().flatten(1)))
-        with torch.autocast(v_s.device.type, enabled=False):
-            v_s, v_t = v_s.float(), v_t.float()
+        s_feature = s_out.feature(self.student_feature)
+        t_feature = t_out.feature(self.teacher_feature).detach()
+        with torch.autocast(s_feature.device.type, enabled=False):
+            v_s = F.normalize(self.embed_s(s_feature.float().flatten(1)))
+            v_t = F.normalize(self.embed_t(t_feature.float().flatten(1)))
             rows = torch.cat([index[:, None], self.sample_negatives(index)], dim=1)
             p_s = self.contrast(self.teacher_bank, rows, v_s, self.z_student)
             p_t = self.contrast(self.student_bank, rows, v_t, self.z_teacher)
@@ -88,9 +104,14 @@ class CRD(Method):
         return terms
 
     def sample_negatives(self, index: Tensor) -> Tensor:
-        """``[B, k]`` indices drawn uniformly (with replacement) from the other samples."""
-        draw = torch.randint(0, self.num_samples - 1, (len(index), self.k), device=index.device)
-        return draw + (draw >= index[:, None]).long()
+        """``[B, k]`` indices drawn uniformly, with replacement, from outside each sample's
+        group: a position among the ``num_samples - count`` outside its block of
+        ``negative_order``, shifted past the block."""
+        start, count = self.negative_start[index, None], self.negative_count[index, None]
+        outside = self.num_samples - count
+        draw = torch.rand(len(index), self.k, device=index.device) * outside
+        draw = torch.minimum(draw.long(), outside - 1)
+        return self.negative_order[draw + count * (draw >= start)]
 
     def contrast(self, bank: Tensor, rows: Tensor, anchor: Tensor, z: Tensor) -> Tensor:
         """``exp(bank[rows] · anchor / T) / Z``: ``[B, 1 + k]``, the positive first."""
@@ -104,6 +125,35 @@ class CRD(Method):
         """Move each sample's bank rows towards its new embeddings: normalize(m·old + (1−m)·new)."""
         for bank, v in ((self.student_bank, v_s), (self.teacher_bank, v_t)):
             bank.index_copy_(0, index, F.normalize(self.nce_m * bank[index] + (1 - self.nce_m) * v))
+
+
+def negative_groups(ctx: Context, negatives: str) -> Tensor:
+    """The group of each training sample that its negatives must come from outside of: its
+    class (``other-class``) or itself alone (``uniform``)."""
+    if negatives not in NEGATIVES:
+        raise ValueError(unknown_message("negatives mode", negatives, NEGATIVES))
+    if negatives == "uniform":
+        return torch.arange(ctx.num_samples)
+    labels = ctx.train_labels
+    if labels is None or len(labels) != ctx.num_samples:
+        got = "none" if labels is None else len(labels)
+        raise ValueError(
+            f"CRD negatives='other-class' needs the label of each of the {ctx.num_samples} "
+            f"training samples (got {got}); for a dataset without 'labels', use 'uniform'"
+        )
+    if len(labels.unique()) < 2:
+        raise ValueError("CRD negatives='other-class' needs at least 2 classes in training")
+    return labels.long()
+
+
+def exclusion_blocks(groups: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The samples sorted by group, and for each sample the start and length of its group's
+    block in that order."""
+    order = torch.argsort(groups, stable=True)
+    values, counts = torch.unique(groups, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    which = torch.searchsorted(values, groups)
+    return order, starts[which], counts[which]
 
 
 def bank_dot(bank: Tensor, rows: Tensor, anchor: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from kdbench.method import Context, Method
 from kdbench.methods.common import (
@@ -34,10 +34,13 @@ class FitNets(Method):
         beta: float = 100.0,
         ce_weight: float = 1.0,
         hint_epochs: int = 0,
+        relu: bool = True,
     ) -> None:
         """``auto`` features: the student's middle stage (``ceil(N/2)`` of ``N``) and the teacher
         stage at the same relative depth (its ``spatial.`` branch for the dual-branch teacher).
-        ``hint_epochs``: the first epochs train on the hint alone (the FitNets first stage)."""
+        ``hint_epochs``: the first epochs train on the hint alone (the FitNets first stage).
+        The regressor is ``kernel``×``kernel`` conv + BN + ReLU, as the references' ``ConvReg``
+        (the teacher's stage outputs are post-ReLU); ``relu=False`` drops the ReLU."""
         super().__init__(ctx)
         teacher = teacher_output(ctx, "fitnets")
         self.student_feature, self.teacher_feature = pick_features(
@@ -46,6 +49,8 @@ class FitNets(Method):
         c_in = feature_map(ctx.student, self.student_feature).shape[1]
         c_out = feature_map(teacher, self.teacher_feature).shape[1]
         self.regressor = conv_projector(c_in, c_out, kernel)
+        if relu:
+            self.regressor.append(nn.ReLU())
         self.beta = beta
         self.ce_weight = ce_weight
         self.hint_epochs = hint_epochs

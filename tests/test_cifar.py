@@ -182,7 +182,8 @@ def test_the_repdistiller_preset_expands_to_its_pairs_and_every_method_builds():
         for name in (cfg.student.name, cfg.teacher.name):
             if name not in outputs:
                 outputs[name] = build_model(name, 100).eval()(x)
-        ctx = Context(outputs[cfg.student.name], outputs[cfg.teacher.name], 100, 50_000)
+        labels = torch.arange(50_000) % 100
+        ctx = Context(outputs[cfg.student.name], outputs[cfg.teacher.name], 100, 50_000, labels)
         method = build_method(cfg.method.name, ctx, cfg.method.params)
         batch = {"label": torch.tensor([1, 2]), "index": torch.tensor([0, 1])}
         losses = method.losses(batch, outputs[cfg.student.name], outputs[cfg.teacher.name])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -25,7 +26,9 @@ def toy_output(shapes: dict[str, tuple[int, ...]], seed: int = 0, classes: int =
 
 
 def toy_ctx(student: Output, teacher: Output, num_samples: int = 10) -> Context:
-    return Context(student=student, teacher=teacher, num_classes=2, num_samples=num_samples)
+    """Training labels alternate 0, 1, 0, ..."""
+    labels = torch.arange(num_samples) % 2
+    return Context(student, teacher, num_classes=2, num_samples=num_samples, train_labels=labels)
 
 
 def batch_for(labels: list[int], index: list[int] | None = None) -> dict:
@@ -97,7 +100,7 @@ def test_match_spatial_pools_both_to_the_smaller_size() -> None:
 
 
 def identity_regressor(method: FitNets) -> None:
-    conv, bn = method.regressor
+    conv, bn = method.regressor[:2]
     channels = conv.weight.shape[0]
     with torch.no_grad():
         conv.weight.copy_(torch.eye(channels)[:, :, None, None])
@@ -113,9 +116,21 @@ def test_fitnets_hint_equals_beta_times_mse() -> None:
     identity_regressor(method)
     terms = method.losses(batch_for([0, 1]), student, teacher)
     s, t = student.features["stage1"].numpy(), teacher.features["stage1"].numpy()
-    assert terms["hint"].item() == pytest.approx(100.0 * ((s - t) ** 2).mean(), rel=1e-5)
+    hint = 100.0 * ((np.maximum(s, 0) - t) ** 2).mean()  # conv + BN + ReLU
+    assert terms["hint"].item() == pytest.approx(hint, rel=1e-5)
     ce = hand_cross_entropy(student.logits, torch.tensor([0, 1]))
     assert terms["ce"].item() == pytest.approx(ce, rel=1e-5)
+
+
+def test_fitnets_regressor_without_relu() -> None:
+    student = toy_output({"stage1": (3, 4, 4)}, seed=1)
+    teacher = toy_output({"stage1": (3, 4, 4)}, seed=2)
+    method = FitNets(toy_ctx(student, teacher), beta=1.0, relu=False)
+    assert len(method.regressor) == 2
+    identity_regressor(method)
+    s, t = student.features["stage1"].numpy(), teacher.features["stage1"].numpy()
+    hint = method.losses(batch_for([0, 1]), student, teacher)["hint"]
+    assert hint.item() == pytest.approx(((s - t) ** 2).mean(), rel=1e-5)
 
 
 def test_fitnets_pools_the_larger_map() -> None:
@@ -123,7 +138,8 @@ def test_fitnets_pools_the_larger_map() -> None:
     teacher = toy_output({"stage1": (2, 2, 2)}, seed=4)
     method = FitNets(toy_ctx(student, teacher), beta=1.0)
     identity_regressor(method)
-    s = student.features["stage1"].numpy().reshape(2, 2, 2, 2, 2, 2).mean(axis=(3, 5))
+    s = np.maximum(student.features["stage1"].numpy(), 0)
+    s = s.reshape(2, 2, 2, 2, 2, 2).mean(axis=(3, 5))
     t = teacher.features["stage1"].numpy()
     hint = method.losses(batch_for([0, 0]), student, teacher)["hint"]
     assert hint.item() == pytest.approx(((s - t) ** 2).mean(), rel=1e-5)
@@ -181,8 +197,8 @@ def test_attention_map_of_a_fixed_tensor() -> None:
 
 
 def test_at_loss_equals_hand_value() -> None:
-    student = toy_output({"stage1": (2, 2, 2)}, seed=5)
-    teacher = toy_output({"stage1": (3, 2, 2)}, seed=6)
+    student = toy_output({"stage1": (2, 4, 4)}, seed=5)
+    teacher = toy_output({"stage1": (3, 4, 4)}, seed=6)
     method = AttentionTransfer(toy_ctx(student, teacher), pairs=[["stage1", "stage1"]])
     terms = method.losses(batch_for([0, 1]), student, teacher)
     diff = hand_attention(student.features["stage1"]) - hand_attention(teacher.features["stage1"])
@@ -198,23 +214,41 @@ def test_at_identical_features_give_zero() -> None:
 
 
 def test_at_pools_the_larger_map() -> None:
-    student = toy_output({"stage1": (2, 4, 4)}, seed=8)
-    teacher = toy_output({"stage1": (3, 2, 2)}, seed=9)
+    student = toy_output({"stage1": (2, 8, 8)}, seed=8)
+    teacher = toy_output({"stage1": (3, 4, 4)}, seed=9)
     method = AttentionTransfer(toy_ctx(student, teacher), pairs=[["stage1", "stage1"]], beta=2.0)
-    pooled = student.features["stage1"].view(2, 2, 2, 2, 2, 2).mean((3, 5))
+    pooled = student.features["stage1"].view(2, 2, 4, 2, 4, 2).mean((3, 5))
     diff = hand_attention(pooled) - hand_attention(teacher.features["stage1"])
     at = method.losses(batch_for([0, 1]), student, teacher)["at"]
     assert at.item() == pytest.approx((diff**2).mean(), rel=1e-5)
 
 
-def test_at_auto_pairs_last_three_stages_with_spatial_branch() -> None:
-    method = AttentionTransfer(toy_ctx(toy_output(FIVE_STAGES), toy_output(DUAL_TEACHER)))
+def test_at_auto_pairs_the_deepest_three_stages_of_4x4_or_more() -> None:
+    # FIVE_STAGES: 8×8, 4×4, 4×4, 2×2, 2×2; the dual-branch teacher: 4×4 everywhere
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        method = AttentionTransfer(toy_ctx(toy_output(FIVE_STAGES), toy_output(DUAL_TEACHER)))
     assert method.pairs == [
+        ("stage1", "spatial.stage1"),
+        ("stage2", "spatial.stage2"),
         ("stage3", "spatial.stage2"),
-        ("stage4", "spatial.stage3"),
-        ("stage5", "spatial.stage4"),
     ]
-    assert method.teacher_features() == ["spatial.stage2", "spatial.stage3", "spatial.stage4"]
+    assert method.teacher_features() == ["spatial.stage1", "spatial.stage2"]
+
+
+def test_at_auto_counts_the_teacher_map_and_needs_one_large_pair() -> None:
+    student = toy_output({f"stage{k}": (4, 8, 8) for k in (1, 2)})
+    teacher = toy_output({"stage1": (4, 4, 4), "stage2": (4, 2, 2)})
+    assert AttentionTransfer(toy_ctx(student, teacher)).pairs == [("stage1", "stage1")]
+    tiny = toy_output({"stage1": (4, 2, 2), "stage2": (4, 1, 1)})
+    with pytest.raises(ValueError, match="no stage pair has maps of 4×4 or more"):
+        AttentionTransfer(toy_ctx(tiny, tiny))
+
+
+def test_at_warns_when_a_pair_is_smaller_than_4x4() -> None:
+    ctx = toy_ctx(toy_output(FIVE_STAGES), toy_output(DUAL_TEACHER))
+    with pytest.warns(UserWarning, match=r"\(stage4, spatial.stage3\) compares 2×2 maps"):
+        AttentionTransfer(ctx, pairs=[["stage2", "spatial.stage2"], ["stage4", "spatial.stage3"]])
 
 
 def test_at_rejects_bad_pairs() -> None:
@@ -282,7 +316,7 @@ def test_crd_nce_loss_and_bank_update_match_hand_computation() -> None:
 
 
 def test_crd_negatives_are_uniform_over_the_others() -> None:
-    method, _, _ = toy_crd()
+    method, _, _ = toy_crd(negatives="uniform")
     assert method.k == 5  # 16384 clamped to num_samples - 1
     index = torch.arange(6).repeat(50)
     torch.manual_seed(1)
@@ -291,6 +325,47 @@ def test_crd_negatives_are_uniform_over_the_others() -> None:
     assert not (negatives == index[:, None]).any()
     for i in range(6):
         assert set(negatives[index == i].flatten().tolist()) == set(range(6)) - {i}
+
+
+def test_crd_negatives_come_from_the_other_classes_by_default() -> None:
+    student, teacher = toy_output({"pooled": (5,)}), toy_output({"pooled": (3,)})
+    labels = torch.tensor([2, 0, 2, 1, 0, 2, 2])
+    ctx = Context(student, teacher, num_classes=3, num_samples=7, train_labels=labels)
+    method = CRD(ctx, k=4)
+    index = torch.arange(7).repeat(100)
+    torch.manual_seed(2)
+    negatives = method.sample_negatives(index)
+    assert negatives.shape == (700, 4)
+    for i in range(7):
+        others = {j for j in range(7) if labels[j] != labels[i]}
+        assert set(negatives[index == i].flatten().tolist()) == others
+    assert "negative_order" not in method.state_dict()  # derived from the labels, not saved
+
+
+def test_crd_other_class_negatives_need_labels_of_two_classes() -> None:
+    student, teacher = toy_output({"pooled": (5,)}), toy_output({"pooled": (3,)})
+    with pytest.raises(ValueError, match=r"label of each of the 6 training samples \(got none"):
+        CRD(Context(student, teacher, num_classes=2, num_samples=6))
+    one_class = Context(student, teacher, 2, num_samples=6, train_labels=torch.zeros(6))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        CRD(one_class)
+    with pytest.raises(ValueError, match="negatives mode 'exact'"):
+        CRD(one_class, negatives="exact")
+    assert CRD(one_class, negatives="uniform").k == 5
+
+
+def test_crd_embeds_in_float32_under_bf16_autocast() -> None:
+    results = []
+    for precision in (torch.float32, torch.bfloat16):
+        method, student, teacher = toy_crd()
+        method.sample_negatives = lambda index: torch.tensor([[1, 2, 3, 4, 5], [0, 2, 3, 4, 5]])
+        with torch.autocast("cpu", dtype=precision, enabled=precision != torch.float32):
+            crd = method.losses(batch_for([0, 1], index=[0, 1]), student, teacher)["crd"]
+        results.append((crd, method.student_bank.clone()))
+    (crd_32, bank_32), (crd_16, bank_16) = results
+    assert crd_16.dtype == torch.float32
+    assert torch.allclose(crd_16, crd_32, atol=1e-6)
+    assert torch.allclose(bank_16, bank_32, atol=1e-7)
 
 
 def test_crd_small_split_defaults_and_checkpointed_banks() -> None:
@@ -342,7 +417,8 @@ def test_backward_on_timm_models(nets, name: str, params: dict, dual: bool) -> N
     wrap = dual_branch if dual else (lambda out: out)
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
-        ctx = Context(student(x[:2]), wrap(teacher(x[:2])), num_classes=2, num_samples=50)
+        labels = torch.arange(50) % 2
+        ctx = Context(student(x[:2]), wrap(teacher(x[:2])), 2, num_samples=50, train_labels=labels)
         t_out = wrap(teacher(x))
     method = build_method(name, ctx, params)
     assert all(n in t_out.features for n in method.teacher_features())
@@ -365,3 +441,25 @@ def test_crd_bank_dot_paths_agree_with_the_definition(bank_rows: int) -> None:
     rows = torch.randint(0, bank_rows, (3, 5), generator=g)
     expected = (bank[rows] * anchor[:, None, :]).sum(-1)
     assert torch.allclose(bank_dot(bank, rows, anchor), expected, atol=1e-6)
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    """Four random 32-px images; ``labels`` as the kdbench datasets expose them."""
+
+    labels = np.array([1, 0, 0, 1])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": torch.randn(3, 32, 32), "label": torch.tensor(self.labels[index])}
+
+
+def test_the_harness_context_carries_the_training_labels(nets) -> None:
+    from kdbench.harness import dataset_labels, dry_run
+
+    student, teacher = nets
+    ctx = dry_run(student, teacher, LabelledImages(), num_classes=2, device="cpu")
+    assert ctx.num_samples == 4
+    assert torch.equal(ctx.train_labels, torch.tensor([1, 0, 0, 1]))
+    assert dataset_labels(torch.utils.data.TensorDataset(torch.zeros(3))) is None
