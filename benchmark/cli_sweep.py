@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -24,9 +26,18 @@ from kdbench.executors import (
     wait_slurm,
 )
 from kdbench.jobs import SchedulerError
-from kdbench.results import check_writable
+from kdbench.results import check_writable, read_result
 from kdbench.summary import data_label, method_label, model_label
-from kdbench.sweep import Plan, RunStatus, counts, expand, load_spec, run_states, to_submit
+from kdbench.sweep import (
+    Plan,
+    RunStatus,
+    counts,
+    expand,
+    load_spec,
+    pick,
+    run_states,
+    to_submit,
+)
 
 console = Console(stderr=True)
 STYLES = {"done": "green", "failed": "red", "running": "yellow", "queued": "cyan", "missing": "dim"}
@@ -66,6 +77,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     status = commands.add_parser("status", help="done / running / queued / failed, per run")
     add_spec(status)
     status.set_defaults(func=cmd_status)
+
+    pick = commands.add_parser(
+        "pick", help="per method, the setting with the best validation score (a tuning sweep)"
+    )
+    add_spec(pick)
+    pick.add_argument("--metric", default="auc", help="validation metric (default: auc)")
+    pick.set_defaults(func=cmd_pick)
 
 
 def say(text: str) -> None:
@@ -117,6 +135,32 @@ def cmd_status(args) -> int:
         console.print(f"[yellow]warning:[/yellow] {escape(str(err))}; showing results only")
         states = run_states(plan, args.results, scheduler=False)
     print_states(states, f"sweep {name} in {args.results}")
+    return 0
+
+
+def cmd_pick(args) -> int:
+    """Score every finished run of the sweep on its validation split and name the winner per
+    method, with the ``methods:`` block that makes a sweep use it."""
+    name, plan = load_plan(args)
+    records = [read_result(args.results, cfg.run_id()) for cfg in plan.students]
+    done = [r for r in records if r and r.get("status") == "done"]
+    if not done:
+        raise ConfigError(f"sweep {name}: no finished runs in {args.results} to pick from")
+    candidates = pick(done, args.metric)
+    table = Table(title=f"sweep {name}: validation {args.metric} at each run's best epoch")
+    for column in ("method", "setting", "seeds", f"val {args.metric}", "chosen"):
+        table.add_column(column)
+    for c in candidates:
+        spread = f" ± {statistics.stdev(c.scores):.4f}" if len(c.scores) > 1 else ""
+        shown = ", ".join(f"{k}={v}" for k, v in c.setting.items()) or "(one setting)"
+        table.add_row(c.method, escape(shown), str(len(c.scores)), f"{c.mean:.4f}{spread}",
+                      "*" if c.chosen else "")  # fmt: skip
+    Console(width=max(120, Console().width)).print(table)
+    chosen = {c.method: c.setting for c in candidates if c.chosen and c.setting}
+    print(yaml.safe_dump({"methods": chosen}, sort_keys=True).strip())
+    missing = len(plan.students) - len(done)
+    if missing:
+        say(f"{missing} of {len(plan.students)} runs have no finished result: picked from the rest")
     return 0
 
 

@@ -321,6 +321,7 @@ def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:
     loader = setup.loaders["train"]
     loader.sampler.set_epoch(seed, epoch)  # the same batches after a resume
     totals: dict[str, torch.Tensor] = {}
+    stats: dict[str, torch.Tensor] = {}
     steps, wait, started = 0, 0.0, time.perf_counter()
     with progress_bar(progress, f"epoch {epoch + 1}", len(loader)) as advance:
         tick = time.perf_counter()
@@ -332,22 +333,31 @@ def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:
                 raise DivergedError(
                     f"diverged at epoch {epoch + 1} step {steps + 1}: {err}"
                 ) from None
-            for name, value in losses.items():
-                totals[name] = totals.get(name, 0.0) + value.detach().float()
+            add_up(totals, losses)
+            add_up(stats, setup.method.step_stats())
             steps += 1
             advance()
             tick = time.perf_counter()
-    terms = {name: float(total) / max(steps, 1) for name, total in totals.items()}
     lr = setup.optimizer.param_groups[0]["lr"]
     took = time.perf_counter() - started
-    return {
+    entry = {
         "epoch": epoch + 1,
         "lr": lr,
-        "train": terms,
+        "train": means(totals, steps),
         "steps": steps,
         "time_s": took,
         "data_wait_s": wait,  # time the loop waited for batches (the loader's share)
     }
+    return entry | ({"method_stats": means(stats, steps)} if stats else {})
+
+
+def add_up(totals: dict[str, torch.Tensor], values: dict[str, torch.Tensor]) -> None:
+    for name, value in values.items():
+        totals[name] = totals.get(name, 0.0) + value.detach().float()
+
+
+def means(totals: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
+    return {name: float(total) / max(steps, 1) for name, total in totals.items()}
 
 
 def train_step(setup: Setup, batch: dict) -> dict[str, torch.Tensor]:

@@ -63,6 +63,11 @@ class Method(nn.Module):
         """Back-propagate ``losses`` into the student and the method's parameters."""
         torch.stack(list(losses.values())).sum().backward()
 
+    def step_stats(self) -> dict[str, Tensor]:
+        """Named scalars of the last step (e.g. gradient norms) that the harness averages per
+        epoch into the run's history (``method_stats``); none by default."""
+        return {}
+
 
 def build_method(name: str, ctx: Context, params: dict) -> Method:
     """Instantiate the registered method ``name``; unknown parameters are errors."""

@@ -59,11 +59,16 @@ def model_label(model: dict) -> str:
 
 
 def method_label(method: dict) -> str:
-    """The method's name and the parameters it was given other than its defaults
-    (``two-in-one [homogenize=pcgrad]``)."""
-    params = not_defaults(method["name"], method.get("params") or {})
+    """The method's name, ``+KD`` when it has a logit-KD term (``kd_weight`` > 0, as
+    RepDistiller's "CRD+KD"), and the parameters it was given other than its defaults
+    (``two-in-one+KD [homogenize=pcgrad]``)."""
+    given = method.get("params") or {}
+    params = not_defaults(method["name"], given)
+    if params.get("kd_weight") == 1.0:  # what "+KD" says
+        del params["kd_weight"]
     shown = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return method["name"] + (f" [{shown}]" if shown else "")
+    kd = "+KD" if (given.get("kd_weight") or 0) > 0 else ""
+    return method["name"] + kd + (f" [{shown}]" if shown else "")
 
 
 def not_defaults(name: str, params: dict) -> dict:

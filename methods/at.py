@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdbench.method import Context, Method
-from kdbench.methods.common import match_spatial, relative_stage, stage_names, teacher_output
+from kdbench.methods.common import (
+    kd_term,
+    match_spatial,
+    relative_stage,
+    stage_names,
+    teacher_output,
+)
 from kdbench.output import Output
 from kdbench.registry import METHODS
 
@@ -29,6 +35,8 @@ class AttentionTransfer(Method):
         p: float = 2.0,
         beta: float = 1000.0,
         ce_weight: float = 1.0,
+        kd_weight: float = 0.0,
+        temperature: float = 4.0,
     ) -> None:
         """``pairs``: ``[[student_feature, teacher_feature], ...]``, or ``auto``: the deepest
         three student stages, each with the teacher stage at the same relative depth (the
@@ -38,7 +46,8 @@ class AttentionTransfer(Method):
         (Zagoruyko & Komodakis's code; RepDistiller writes β·Σ with β = 1000, which is β = 2000
         here). Each map has unit norm over its H·W positions, so a pair's loss scales as
         1/(H·W): β = 1000 was set for CIFAR's 32/16/8-px maps, and a 2×2 pair outweighs an 8×8
-        one sixteen-fold. Pairing a map smaller than 4×4 warns."""
+        one sixteen-fold. Pairing a map smaller than 4×4 warns. ``kd_weight`` adds logit KD
+        from the teacher's logits at ``temperature`` (RepDistiller's "AT+KD")."""
         super().__init__(ctx)
         teacher = teacher_output(ctx, "at")
         self.pairs = auto_pairs(ctx.student, teacher) if pairs == "auto" else check_pairs(pairs)
@@ -58,6 +67,7 @@ class AttentionTransfer(Method):
         self.p = p
         self.beta = beta
         self.ce_weight = ce_weight
+        self.kd_weight, self.temperature = kd_weight, temperature
 
     def teacher_features(self) -> list[str]:
         return sorted({t_name for _, t_name in self.pairs})
@@ -70,7 +80,7 @@ class AttentionTransfer(Method):
         return {
             "ce": self.ce_weight * F.cross_entropy(s_out.logits, batch["label"]),
             "at": self.beta / 2 * at,
-        }
+        } | kd_term(self.kd_weight, s_out, t_out, self.temperature)
 
 
 def attention_map(x: Tensor, p: float) -> Tensor:

@@ -17,6 +17,14 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
     return kl * temperature**2
 
 
+def kd_term(weight: float, s_out: Output, t_out: Output, temperature: float) -> dict[str, Tensor]:
+    """``{"kd": weight · kd_loss}`` for a feature method's optional logit-KD term; ``{}`` at
+    weight 0 (RepDistiller's ``-a 0``), so its rows train without one."""
+    if not weight:
+        return {}
+    return {"kd": weight * kd_loss(s_out.logits, t_out.logits.detach(), temperature)}
+
+
 def stage_names(out: Output) -> list[str]:
     """The stage features of ``out`` in depth order: ``stage1..stageN``, or
     ``spatial.stage1..spatial.stageN`` for the dual-branch teacher."""

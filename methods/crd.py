@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdbench.method import Context, Method
-from kdbench.methods.common import kd_loss, teacher_output
+from kdbench.methods.common import kd_term, teacher_output
 from kdbench.output import Output
 from kdbench.registry import METHODS, unknown_message
 
@@ -94,14 +94,10 @@ class CRD(Method):
             crd = nce_loss(p_s, self.num_samples) + nce_loss(p_t, self.num_samples)
             if self.training:
                 self.update_banks(index, v_s.detach(), v_t.detach())
-        terms = {
+        return {
             "ce": self.ce_weight * F.cross_entropy(s_out.logits, batch["label"]),
             "crd": self.beta * crd,
-        }
-        if self.kd_weight:
-            kd = kd_loss(s_out.logits, t_out.logits.detach(), self.temperature)
-            terms["kd"] = self.kd_weight * kd
-        return terms
+        } | kd_term(self.kd_weight, s_out, t_out, self.temperature)
 
     def sample_negatives(self, index: Tensor) -> Tensor:
         """``[B, k]`` indices drawn uniformly, with replacement, from outside each sample's

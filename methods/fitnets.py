@@ -11,6 +11,7 @@ from kdbench.method import Context, Method
 from kdbench.methods.common import (
     conv_projector,
     feature_map,
+    kd_term,
     match_spatial,
     relative_stage,
     stage_names,
@@ -35,12 +36,16 @@ class FitNets(Method):
         ce_weight: float = 1.0,
         hint_epochs: int = 0,
         relu: bool = True,
+        kd_weight: float = 0.0,
+        temperature: float = 4.0,
     ) -> None:
         """``auto`` features: the student's middle stage (``ceil(N/2)`` of ``N``) and the teacher
         stage at the same relative depth (its ``spatial.`` branch for the dual-branch teacher).
         ``hint_epochs``: the first epochs train on the hint alone (the FitNets first stage).
         The regressor is ``kernel``×``kernel`` conv + BN + ReLU, as the references' ``ConvReg``
-        (the teacher's stage outputs are post-ReLU); ``relu=False`` drops the ReLU."""
+        (the teacher's stage outputs are post-ReLU); ``relu=False`` drops the ReLU.
+        ``kd_weight`` adds logit KD from the teacher's logits at ``temperature`` (RepDistiller's
+        "FitNet+KD"; after the hint epochs, with CE)."""
         super().__init__(ctx)
         teacher = teacher_output(ctx, "fitnets")
         self.student_feature, self.teacher_feature = pick_features(
@@ -54,6 +59,7 @@ class FitNets(Method):
         self.beta = beta
         self.ce_weight = ce_weight
         self.hint_epochs = hint_epochs
+        self.kd_weight, self.temperature = kd_weight, temperature
         self.epoch = 0
 
     def teacher_features(self) -> list[str]:
@@ -69,6 +75,7 @@ class FitNets(Method):
         terms = {}
         if self.epoch >= self.hint_epochs:
             terms["ce"] = self.ce_weight * F.cross_entropy(s_out.logits, batch["label"])
+            terms |= kd_term(self.kd_weight, s_out, t_out, self.temperature)
         terms["hint"] = self.beta * F.mse_loss(s, t)
         return terms
 

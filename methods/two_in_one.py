@@ -225,30 +225,46 @@ class TwoInOne(BranchDistillation):
         spatial_weight: float = 1.0,
         frequency_weight: float = 1.0,
         projector_channels: int = PROJECTOR_CHANNELS,
+        burn_in: int = 20,
     ) -> None:
         """``auto`` features: the student's last stage and each teacher branch's last stage;
         ``student_feature`` may also be ``pooled``. ``projector_channels``: the width of the
-        projectors' hidden layers. ``frequency_loss``: ``dct`` or ``mse`` (pixel domain)."""
+        projectors' hidden layers. ``frequency_loss``: ``dct`` or ``mse`` (pixel domain).
+        ``burn_in``: the step at which ``magnitude`` takes its reference norms ``‖g_k⁰‖``
+        again (RotoGrad's burn-in period, 20 by default), so that they are not the norms of
+        the projectors' random initialisation; 0 keeps the first step's."""
         super().__init__(
             ctx, student_feature, ce_weight, kd_weight, temperature, projector_channels
         )
         if homogenize not in HOMOGENIZERS:
             raise ValueError(unknown_message("homogenize mode", homogenize, HOMOGENIZERS))
         self.homogenize = homogenize
+        self.burn_in = burn_in
         self.add_term(ctx, "spatial", spatial_feature, "spatial", "mse", spatial_weight)
         self.add_term(
             ctx, "frequency", frequency_feature, "frequency", frequency_loss, frequency_weight
         )
         self.register_buffer("initial_norms", torch.zeros(2))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
         self.last_grads: dict[str, Tensor] = {}
+        self.stats: dict[str, Tensor] = {}
 
     def backward(self, losses: dict[str, Tensor], s_out: Output) -> None:
         z = s_out.feature(self.student_feature)
         g_s, g_f = (self.term_gradient(losses[b], z, self.terms[b].projector) for b in BRANCHES)
-        h_s, h_f = self.homogenized(g_s.float(), g_f.float())
+        g_s, g_f = g_s.float(), g_f.float()
+        h_s, h_f = self.homogenized(g_s, g_f)
+        self.steps += 1
         self.last_grads = {"spatial": h_s.detach(), "frequency": h_f.detach()}
         rest = torch.stack([v for k, v in losses.items() if k not in self.terms]).sum()
+        (g_rest,) = torch.autograd.grad(rest, z, retain_graph=True)
+        self.stats = gradient_stats(g_s, g_f, g_rest.float())
         torch.autograd.backward([rest, z], [None, (h_s + h_f).to(z.dtype)])
+
+    def step_stats(self) -> dict[str, Tensor]:
+        """The last step's gradient norms on ``z``, before homogenization: of the spatial and
+        the frequency term, of CE + KD, and the cosine between the two feature terms."""
+        return self.stats
 
     def term_gradient(self, loss: Tensor, z: Tensor, projector: str) -> Tensor:
         """``∂loss/∂z``; the projector's own gradients are accumulated into its ``.grad``."""
@@ -269,12 +285,20 @@ class TwoInOne(BranchDistillation):
     def magnitude(self, g_s: Tensor, g_f: Tensor) -> tuple[Tensor, Tensor]:
         """RotoGrad's magnitude homogenization; the first call records ``‖g_k⁰‖``."""
         norms = torch.stack([g_s.norm(), g_f.norm()]).clamp_min(EPS)
-        initial = torch.where(self.initial_norms > 0, self.initial_norms, norms)
+        retake = self.steps == self.burn_in
+        initial = torch.where((self.initial_norms > 0) & ~retake, self.initial_norms, norms)
         self.initial_norms.copy_(initial)
         ratios = norms / initial
         alphas = ratios / ratios.sum()
         common = (alphas * norms).sum()
         return g_s * (common / norms[0]), g_f * (common / norms[1])
+
+
+def gradient_stats(g_s: Tensor, g_f: Tensor, g_rest: Tensor) -> dict[str, Tensor]:
+    """Norms of each term's gradient on ``z`` and the cosine between the two feature terms."""
+    norms = {"grad_spatial": g_s.norm(), "grad_frequency": g_f.norm(), "grad_ce_kd": g_rest.norm()}
+    cosine = (g_s * g_f).sum() / (norms["grad_spatial"] * norms["grad_frequency"]).clamp_min(EPS)
+    return {k: v.detach() for k, v in norms.items()} | {"cos_spatial_frequency": cosine.detach()}
 
 
 def pcgrad(g_s: Tensor, g_f: Tensor) -> tuple[Tensor, Tensor]:

@@ -463,3 +463,16 @@ def test_the_harness_context_carries_the_training_labels(nets) -> None:
     assert ctx.num_samples == 4
     assert torch.equal(ctx.train_labels, torch.tensor([1, 0, 0, 1]))
     assert dataset_labels(torch.utils.data.TensorDataset(torch.zeros(3))) is None
+
+
+@pytest.mark.parametrize("name", ["fitnets", "at", "crd"])
+def test_feature_methods_add_logit_kd_only_when_weighted(name) -> None:
+    student = toy_output({"stage1": (3, 4, 4), "pooled": (3,)}, seed=7)
+    teacher = toy_output({"stage1": (3, 4, 4), "pooled": (3,)}, seed=8)
+    batch = batch_for([0, 1], index=[0, 1])
+    plain = build_method(name, toy_ctx(student, teacher), {"k": 4} if name == "crd" else {})
+    assert "kd" not in plain.losses(batch, student, teacher)  # RepDistiller's -a 0
+    params = {"kd_weight": 0.5, "temperature": 2.0} | ({"k": 4} if name == "crd" else {})
+    terms = build_method(name, toy_ctx(student, teacher), params).losses(batch, student, teacher)
+    expected = 0.5 * kd_loss(student.logits, teacher.logits, 2.0)
+    assert terms["kd"].item() == pytest.approx(expected.item(), rel=1e-6)

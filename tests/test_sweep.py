@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import cloudpickle
@@ -31,7 +32,7 @@ from kdbench.jobs import (
 )
 from kdbench.results import load_results, read_result, run_path, write_json
 from kdbench.summary import summary_rows
-from kdbench.sweep import Plan, counts, expand, load_spec, merge, run_states, to_submit
+from kdbench.sweep import Plan, counts, expand, load_spec, merge, pick, run_states, to_submit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -543,3 +544,43 @@ def test_bad_sweep_input_is_one_line_and_writes_nothing(args, message, tmp_path,
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def tuned(method: str, params: dict, seed: int, val: float, test: float) -> dict:
+    config = {"method": {"name": method, "params": params | {"temperature": 4.0}}, "seed": seed}
+    return {"config": config, "best": {"val": {"auc": val}, "test": {"auc": test}}}
+
+
+def test_pick_chooses_on_validation_never_on_test():
+    records = [
+        tuned("fitnets", {"beta": 10.0}, 0, val=0.70, test=0.99),  # best on test, not on val
+        tuned("fitnets", {"beta": 10.0}, 1, val=0.72, test=0.99),
+        tuned("fitnets", {"beta": 100.0}, 0, val=0.80, test=0.50),
+        tuned("fitnets", {"beta": 100.0}, 1, val=0.78, test=0.50),
+        tuned("kd", {"alpha": 0.9}, 0, val=0.6, test=0.6),
+    ]
+    candidates = pick(records)
+    chosen = {c.method: c.setting for c in candidates if c.chosen}
+    assert chosen == {"fitnets": {"beta": 100.0}, "kd": {}}  # only what varies is a setting
+    best = next(c for c in candidates if c.chosen and c.method == "fitnets")
+    assert best.scores == [0.80, 0.78] and best.mean == pytest.approx(0.79)
+
+
+def test_pick_names_a_missing_metric():
+    with pytest.raises(ConfigError, match=r"metric 'f1' is not in the validation metrics \(auc\)"):
+        pick([tuned("kd", {}, 0, 0.5, 0.5)], metric="f1")
+
+
+def test_sweep_pick_prints_the_winner_and_its_methods_block(tmp_path, capsys):
+    grid = {"method": [{"name": "kd", "params": {"alpha": a}} for a in (0.5, 0.9)], "seed": [0, 1]}
+    spec = tmp_path / "tune.yaml"
+    spec.write_text(yaml.safe_dump({"name": "t", "base": BASE, "grid": grid}))
+    for cfg in expand(load_spec(spec)).students:
+        val = 0.8 if cfg.method.params["alpha"] == 0.5 else 0.6
+        best = {"val": {"auc": val + cfg.seed / 100}, "test": {"auc": 1 - val}}
+        record = {"run_id": cfg.run_id(), "status": "done", "config": asdict(cfg), "best": best}
+        write_json(run_path(tmp_path, cfg.run_id()), record)
+    assert main(["sweep", "pick", str(spec), "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "methods:\n  kd:\n    alpha: 0.5" in out
+    assert "0.8050 ± 0.0071" in out

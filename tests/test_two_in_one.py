@@ -78,6 +78,34 @@ def test_magnitude_weights_match_hand_computation_over_two_steps():
     assert torch.allclose(method.state_dict()["initial_norms"], torch.tensor([3.0, 1.0]))
 
 
+def test_magnitude_takes_its_reference_norms_again_after_the_burn_in():
+    _, method, *_ = setup(homogenize="magnitude", burn_in=2)
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    for norms in ((3.0, 1.0), (1.0, 1.0)):  # steps 0 and 1: the reference is step 0's
+        method.magnitude(norms[0] * e1, norms[1] * e2)
+        method.steps += 1
+    assert torch.allclose(method.initial_norms, torch.tensor([3.0, 1.0]))
+    method.magnitude(2 * e1, 4 * e2)  # step 2 == burn_in: taken again, so r = (1, 1)
+    assert torch.allclose(method.initial_norms, torch.tensor([2.0, 4.0]))
+    method.steps += 1
+    h_s, h_f = method.magnitude(1 * e1, 4 * e2)  # r = (0.5, 1), α = (1/3, 2/3), C = 3
+    assert torch.allclose(h_s, 3 * e1) and torch.allclose(h_f, 3 * e2)
+
+
+def test_a_step_reports_the_gradient_norm_of_every_term_on_z():
+    _, method, batch, s_out, teacher = setup(homogenize="none")
+    losses = method.losses(batch, s_out, teacher)
+    g_s, g_f = raw_grads(method, losses, s_out)
+    z = s_out.feature(method.student_feature)
+    (g_rest,) = torch.autograd.grad(losses["ce"] + losses["kd"], z, retain_graph=True)
+    method.backward(losses, s_out)
+    stats = method.step_stats()
+    assert float(stats["grad_spatial"]) == pytest.approx(float(g_s.norm()), rel=1e-5)
+    assert float(stats["grad_frequency"]) == pytest.approx(float(g_f.norm()), rel=1e-5)
+    assert float(stats["grad_ce_kd"]) == pytest.approx(float(g_rest.norm()), rel=1e-5)
+    assert float(stats["cos_spatial_frequency"]) == pytest.approx(cosine(g_s, g_f), abs=1e-5)
+
+
 def test_pcgrad_formula_on_hand_made_vectors():
     h_s, h_f = pcgrad(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0]))
     assert torch.allclose(h_s, torch.tensor([0.5, 0.5]))  # (1,0) + ½(-1,1)
