@@ -170,5 +170,14 @@ def test_every_method_trains_on_the_smoke_preset(name, tiny, shared_results):
     assert record["config"]["method"]["name"] == name
     terms = record["history"][0]["train"]
     assert terms and all(v == v for v in terms.values())  # named and finite (not NaN)
+    if name == "two-in-one":  # its gradient norms on z reach the history
+        stats = record["history"][0]["method_stats"]
+        assert set(stats) == {
+            "grad_spatial",
+            "grad_frequency",
+            "grad_ce_kd",
+            "cos_spatial_frequency",
+        }
+        assert all(v > 0 for k, v in stats.items() if k.startswith("grad_"))
     if METHODS.get(name).needs_teacher:
         assert record["cost"]["teacher"]["params"] > record["cost"]["student"]["params"]
