@@ -7,6 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from kdbench.report_stats import CONVERGED_WITHIN
+
 console = Console(stderr=True)
 
 
@@ -35,6 +37,14 @@ def add_commands(subparsers) -> None:
         "--metric",
         help="headline metric where recorded (default: the one runs picked their best epoch by)",
     )
+    report.add_argument(
+        "--converged-within",
+        type=float,
+        default=CONVERGED_WITHIN,
+        metavar="POINTS",
+        help="a run converged when its validation selection metric moved less than this over "
+        f"the last quarter of its epochs (default {CONVERGED_WITHIN:g})",
+    )
     report.set_defaults(func=cmd_report)
 
 
@@ -53,6 +63,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         metric=args.metric,
         sources=[str(p) for p in args.results],
         skipped=skipped,
+        within=args.converged_within,
     )
     show(summary)
     return 0

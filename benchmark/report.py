@@ -13,13 +13,23 @@ import math
 import re
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from kdbench.config import NOT_HASHED, ConfigError
+from kdbench.report_stats import (
+    CONFIDENCE,
+    CONVERGED_WITHIN,
+    TARGET_DIFFERENCE,
+    last_quarter_movement,
+    minimum_detectable_difference,
+    pooled_std,
+    seeds_needed,
+    t_half_width,
+)
 from kdbench.results import DamagedResult, check_result
 from kdbench.summary import data_label, method_label, model_label
 
@@ -102,12 +112,14 @@ def rank(record: dict) -> tuple[bool, str]:
 # Frames
 
 
-def runs_frame(records: Sequence[dict]) -> pd.DataFrame:
-    """One row per finished run: labels, seed, student cost, test metrics (%) at the best epoch."""
+def runs_frame(records: Sequence[dict], within: float = CONVERGED_WITHIN) -> pd.DataFrame:
+    """One row per finished run: labels, seed, student cost, whether it converged (its
+    validation selection metric moved less than ``within`` points over the last quarter of its
+    epochs), test metrics (%) at the best epoch."""
     done = [r for r in records if r["status"] == "done"]
     if not done:
         return pd.DataFrame(columns=RUN_COLUMNS)
-    frame = pd.DataFrame([run_row(r) for r in done])
+    frame = pd.DataFrame([run_row(r, within) for r in done])
     frame["variant"] = variant_labels(frame, [r["config"] for r in done])
     frame["role"] = roles(frame)
     frame["recipe"] = [recipe(r["config"]) for r in done]
@@ -132,12 +144,16 @@ RUN_COLUMNS = [
     "params_m",
     "gflops",
     "latency_ms",
+    "val_movement",
+    "converged",
 ]
 
 
-def run_row(record: dict) -> dict:
+def run_row(record: dict, within: float) -> dict:
     cfg, cost = record["config"], record["cost"]["student"]
     teacher = cfg.get("teacher")
+    select = cfg.get("train", {}).get("select", "acc")
+    movement = last_quarter_movement(selection_curve(record["history"], select))
     return {
         "run_id": record["run_id"],
         "dataset": data_label(cfg["data"]),
@@ -151,11 +167,23 @@ def run_row(record: dict) -> dict:
         "variant": "",
         "role": "",
         "seed": cfg["seed"],
-        "select": cfg.get("train", {}).get("select", "acc"),
+        "select": select,
         "params_m": cost["params"] / 1e6,
         "gflops": cost["flops"] / 1e9,
         "latency_ms": cost.get("latency_ms", math.nan),
+        "val_movement": movement,
+        "converged": movement < within,
     } | {metric: 100 * value for metric, value in record["best"]["test"].items()}
+
+
+def selection_curve(history: Sequence[dict], select: str) -> list[float]:
+    """The validation metric a run picked its best epoch by (%), per epoch; ACC where an epoch
+    lacks it, as the harness's ``best_epoch`` does."""
+    curve = []
+    for entry in sorted(history, key=lambda entry: entry["epoch"]):
+        val = entry.get("val", {})
+        curve.append(100 * val.get(select, val.get("acc", math.nan)))
+    return curve
 
 
 def failed_frame(records: Sequence[dict]) -> pd.DataFrame:
@@ -286,11 +314,13 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def summarise(runs: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """One row per group: ``n``, seeds, mean cost, and ``<metric>`` / ``<metric>_std`` (sample
-    standard deviation over seeds; NaN for one seed)."""
+    """One row per group: ``n``, seeds, how many ``converged``, mean cost, and ``<metric>`` /
+    ``<metric>_std`` (sample standard deviation over seeds; NaN for one seed) /
+    ``<metric>_ci95`` (half-width of the 95% t-interval of the mean; NaN for one seed)."""
     aggregations = {
         "n": ("seed", "size"),
         "seeds": ("seed", lambda s: " ".join(str(x) for x in sorted(s))),
+        "converged": ("converged", "sum"),
         "role": ("role", "first"),
         "data_name": ("data_name", "first"),
         "teacher_name": ("teacher_name", "first"),
@@ -304,20 +334,26 @@ def summarise(runs: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     for m in metrics:
         aggregations[m] = (m, "mean")
         aggregations[f"{m}_std"] = (m, "std")
+        aggregations[f"{m}_ci95"] = (m, half_width)
     return runs.groupby(GROUP, sort=False).agg(**aggregations).reset_index()
+
+
+def half_width(values: pd.Series) -> float:
+    return t_half_width(values.std(), values.count())
 
 
 def add_gains(groups: pd.DataFrame, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """``delta``: ``metric`` minus the vanilla student's (same data and student), in points;
-    ``p_value`` and ``test`` of that difference over seeds (see ``compare``)."""
-    groups = groups.assign(delta=math.nan, p_value=math.nan, test="")
+    the ``Comparison`` of the two over seeds in the columns named after its fields."""
+    groups = groups.assign(delta=math.nan, **asdict(Comparison()))
     seeds = seed_means(runs, metric)
     baselines = groups[groups["role"] == "baseline"]
     for i, row in groups[groups["role"] == "distilled"].iterrows():
         base = baseline_of(baselines, row)
         if base is not None:
-            p_value, test = compare(seeds[tuple(row[GROUP])], seeds[tuple(base[GROUP])])
-            groups.loc[i, ["delta", "p_value", "test"]] = row[metric] - base[metric], p_value, test
+            found = compare(seeds[tuple(row[GROUP])], seeds[tuple(base[GROUP])])
+            groups.loc[i, "delta"] = row[metric] - base[metric]
+            groups.loc[i, list(asdict(found))] = list(asdict(found).values())
     return groups
 
 
@@ -340,19 +376,39 @@ def seed_means(runs: pd.DataFrame, metric: str) -> dict[tuple, pd.Series]:
     return {key: part.droplevel(levels).dropna() for key, part in by_seed.groupby(level=levels)}
 
 
-def compare(ours: pd.Series, theirs: pd.Series) -> tuple[float, str]:
-    """p-value of ``ours`` vs ``theirs`` (indexed by seed): paired t over common seeds, else
-    Welch's t; NaN when either side has fewer than 2 seeds."""
+@dataclass(frozen=True)
+class Comparison:
+    """A group against its vanilla student over seeds (see ``compare``)."""
+
+    p_value: float = math.nan
+    test: str = ""
+    delta_ci95: float = math.nan  # half-width of the 95% interval of the difference
+    pairs: int = 0  # seeds the paired test shares
+    pairs_std: float = math.nan  # sample std of the per-seed differences
+
+
+def compare(ours: pd.Series, theirs: pd.Series) -> Comparison:
+    """``ours`` vs ``theirs`` (indexed by seed): the paired t-test over common seeds, else
+    Welch's t-test; NaN when either side has fewer than 2 seeds."""
     from scipy import stats
 
     common = ours.index.intersection(theirs.index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # identical values: scipy warns, p = NaN
         if len(common) >= 2:
-            return float(stats.ttest_rel(ours[common], theirs[common]).pvalue), "paired t"
+            p_value, ci95 = outcome(stats.ttest_rel(ours[common], theirs[common]))
+            spread = float((ours[common] - theirs[common]).std())
+            return Comparison(p_value, "paired t", ci95, len(common), spread)
         if len(ours) >= 2 and len(theirs) >= 2:
-            return float(stats.ttest_ind(ours, theirs, equal_var=False).pvalue), "Welch t"
-    return math.nan, ""
+            p_value, ci95 = outcome(stats.ttest_ind(ours, theirs, equal_var=False))
+            return Comparison(p_value, "Welch t", ci95)
+    return Comparison()
+
+
+def outcome(result) -> tuple[float, float]:
+    """A scipy t-test result's p-value and the half-width of its confidence interval."""
+    interval = result.confidence_interval(CONFIDENCE)
+    return float(result.pvalue), float(interval.high - interval.low) / 2
 
 
 def pareto_mask(cost: Sequence[float], score: Sequence[float]) -> np.ndarray:
@@ -378,6 +434,48 @@ def pareto_flags(groups: pd.DataFrame, cost: str, metric: str) -> pd.Series:
     return flags
 
 
+@dataclass(frozen=True)
+class Power:
+    """What one dataset's seeds can tell apart with a paired t-test (see ``dataset_power``)."""
+
+    sigma_d: float  # points: the std of one seed's difference between two groups
+    source: str  # "paired", "groups" (no seeds pair up) or "" (no spread measured)
+    pooled: int  # how many comparisons (paired) or groups the spread is pooled over
+    spread: float  # their pooled std: sigma_d itself (paired), sigma_d / √2 (groups)
+    n: int  # seeds: the fewest any of them has
+    detectable: float  # points: the minimum detectable difference with n seeds
+    needed: int | None  # seeds to detect TARGET_DIFFERENCE; None: more than MOST_SEEDS
+
+
+def dataset_power(groups: pd.DataFrame, metric: str) -> Power:
+    """The spread of a per-seed difference: the pooled std of the per-seed differences of the
+    groups paired with their vanilla student, else √2 × the pooled std within the student
+    groups (two independent seeds); then ``minimum_detectable_difference`` with the fewest
+    seeds any of them has and ``seeds_needed`` for TARGET_DIFFERENCE points."""
+    paired = groups[groups["pairs"] >= 2]
+    students = groups[
+        (groups["role"] != "teacher") & (groups["n"] >= 2) & groups[f"{metric}_std"].notna()
+    ]
+    if len(paired):
+        source, counts, spread = "paired", paired["pairs"], paired["pairs_std"]
+    elif len(students):
+        source, counts, spread = "groups", students["n"], students[f"{metric}_std"]
+    else:
+        return Power(math.nan, "", 0, math.nan, 0, math.nan, None)
+    pooled = pooled_std(counts.tolist(), spread.tolist())
+    sigma_d = pooled if source == "paired" else math.sqrt(2) * pooled
+    n = int(counts.min())
+    return Power(
+        sigma_d,
+        source,
+        len(counts),
+        pooled,
+        n,
+        minimum_detectable_difference(sigma_d, n),
+        seeds_needed(sigma_d, TARGET_DIFFERENCE),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # One dataset
 
@@ -392,6 +490,8 @@ class DatasetReport:
     runs: pd.DataFrame
     groups: pd.DataFrame  # table order
     history: pd.DataFrame  # per-epoch validation metrics, with each run's group label
+    power: Power  # of the headline metric
+    within: float  # points: the convergence threshold the runs were judged by
 
     @property
     def slug(self) -> str:
@@ -399,11 +499,16 @@ class DatasetReport:
 
 
 def analyse(
-    name: str, runs: pd.DataFrame, history: pd.DataFrame, metric: str | None
+    name: str,
+    runs: pd.DataFrame,
+    history: pd.DataFrame,
+    metric: str | None,
+    within: float = CONVERGED_WITHIN,
 ) -> DatasetReport:
-    """Group one dataset's runs, compare each group with its vanilla student, mark the Pareto
-    fronts and put the groups in table order. The headline ``metric`` falls back to the one the
-    runs selected their best epoch by where this dataset does not record it."""
+    """Group one dataset's runs, compare each group with its vanilla student, measure the
+    power of its seeds, mark the Pareto fronts and put the groups in table order. The headline
+    ``metric`` falls back to the one the runs selected their best epoch by where this dataset
+    does not record it; ``within`` is the threshold ``runs_frame`` judged convergence by."""
     metrics = metric_columns(runs)
     metric = metric if metric in metrics else headline_metric(runs, metrics)
     groups = add_gains(summarise(runs, metrics), runs, metric)
@@ -417,7 +522,8 @@ def analyse(
     groups["label"] = point_labels(groups)
     runs = runs.merge(groups[[*GROUP, "label"]], on=GROUP)
     labelled = history.merge(runs[["run_id", "label"]], on="run_id")
-    return DatasetReport(name, metric, metrics, runs, groups, labelled)
+    power = dataset_power(groups, metric)
+    return DatasetReport(name, metric, metrics, runs, groups, labelled, power, within)
 
 
 def headline_metric(runs: pd.DataFrame, metrics: Sequence[str]) -> str:
@@ -582,11 +688,14 @@ def write_report(
     metric: str | None = None,
     sources: Sequence[str] = (),
     skipped: Sequence[str] = (),
+    within: float = CONVERGED_WITHIN,
 ) -> Report:
     """Write README.md, index.html, runs.csv, tables/ and plots/ for ``records`` into ``out``.
 
-    ``skipped`` lines (files ``load_runs`` left out) are listed in the README. Only these
-    files are written (and overwritten); nothing else in ``out`` is touched.
+    ``skipped`` lines (files ``load_runs`` left out) are listed in the README. A run is
+    converged when its validation selection metric moved less than ``within`` points over the
+    last quarter of its epochs. Only these files are written (and overwritten); nothing else
+    in ``out`` is touched.
     """
     from kdbench.report_plots import dataset_figures, save_figure
     from kdbench.report_render import (
@@ -604,10 +713,11 @@ def write_report(
     records, duplicates = unique_runs(records)
     if not records:
         raise ReportInputError("no run results to report")
-    runs, failed = runs_frame(records), failed_frame(records)
+    runs, failed = runs_frame(records, within), failed_frame(records)
     history = history_frame(records)
     reports = [
-        analyse(name, part, history, metric) for name, part in runs.groupby("dataset", sort=True)
+        analyse(name, part, history, metric, within)
+        for name, part in runs.groupby("dataset", sort=True)
     ]
     if metric and reports and all(r.metric != metric for r in reports):
         raise ReportInputError(f"no dataset records the metric {metric!r}")
@@ -621,6 +731,8 @@ def write_report(
     for folder in ("tables", "plots"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     all_runs_csv(runs, failed).to_csv(out / "runs.csv", index=False)
+    if reports:
+        power_frame(reports).to_csv(out / "tables" / "power.csv", index=False)
     sections = []
     for report in reports:
         table = dataset_table(report)
@@ -660,6 +772,12 @@ def check_writable(out: Path) -> None:
 def all_runs_csv(runs: pd.DataFrame, failed: pd.DataFrame) -> pd.DataFrame:
     done = runs.drop(columns="recipe").assign(status="done", error="")
     return pd.concat([done, failed], ignore_index=True)[[*done.columns]]
+
+
+def power_frame(reports: Sequence[DatasetReport]) -> pd.DataFrame:
+    """One row per dataset: its headline metric and the fields of its ``Power``."""
+    rows = [{"dataset": r.name, "metric": r.metric} | asdict(r.power) for r in reports]
+    return pd.DataFrame(rows).astype({"needed": "Int64"})
 
 
 def write_tables(folder: Path, stem: str, table, numbers: pd.DataFrame) -> None:

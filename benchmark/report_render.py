@@ -12,14 +12,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdbench.report import GROUP, TITLE, DatasetReport, Report, metric_label, with_variant
+from kdbench.report import (
+    GROUP,
+    TITLE,
+    DatasetReport,
+    Power,
+    Report,
+    metric_label,
+    with_variant,
+)
+from kdbench.report_stats import ALPHA, CONFIDENCE, MOST_SEEDS, POWER, TARGET_DIFFERENCE
 
 FLOPS_NOTE = "fvcore counts one multiply-add as one flop (GFLOPs = GMACs)"
 TEST_NOTE = (
     "two-sided paired t-test over the seeds shared with the vanilla student "
     "(Welch's t-test where fewer than 2 seeds pair up), no correction for multiple comparisons"
 )
+CI_NOTE = (
+    f"[±h]: half-width of the {CONFIDENCE:.0%} t-interval over seeds (of the mean; for Δ, of "
+    "the mean per-seed difference where seeds pair up, else Welch's)"
+)
 STARS = ((0.01, "**"), (0.05, "*"))
+NOT_CONVERGED = "†"
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
     "&": r"\&",
@@ -39,8 +53,9 @@ LATEX_SYMBOLS = {
     "<": "$<$",
     ">": "$>$",
     "←": r"$\leftarrow$",
+    "†": r"\dag{}",
 }
-SIGNIFICANCE = re.compile(r"^(?P<number>[+-]?\d+(?:\.\d+)?)(?P<stars>\*+)$")
+SIGNIFICANCE = re.compile(r"^(?P<number>[+-]?\d+(?:\.\d+)?)(?P<stars>\*+)(?P<rest>.*)$")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,10 +74,11 @@ class Table:
 
 
 def dataset_table(report: DatasetReport) -> Table:
-    """The paper table of one dataset: cost, metrics (mean ± std over n seeds), gain, mark."""
+    """The paper table of one dataset: seeds and how many converged, cost, metrics (mean ± std
+    over n seeds, the headline one with its interval), gain with its interval and mark."""
     g = report.groups
     latency = bool(g["latency_ms"].notna().any())
-    columns = ["method", "student", "teacher", "n", "params (M)", "GFLOPs"]
+    columns = ["method", "student", "teacher", "n", "conv.", "params (M)", "GFLOPs"]
     columns += ["latency (ms)"] * latency
     columns += [f"{metric_label(m)} (%)" for m in report.metrics]
     columns += [f"Δ {metric_label(report.metric)}"]
@@ -74,17 +90,20 @@ def dataset_table(report: DatasetReport) -> Table:
             row["student"],
             row["teacher"] or "—",
             str(row["n"]),
+            converged(row["converged"], row["n"]),
             f"{row['params_m']:.2f}",
             f"{row['gflops']:.3f}",
         ]
         cells += [number(row["latency_ms"])] * latency
-        cells += [mean_std(row[m], row[f"{m}_std"]) for m in report.metrics]
-        cells += [signed(row["delta"]) + stars(row["p_value"])]
+        cells += [metric_cell(row, m, m == report.metric) for m in report.metrics]
+        cells += [signed(row["delta"]) + stars(row["p_value"]) + interval(row["delta_ci95"])]
         rows.append(cells)
     first_metric = len(columns) - len(report.metrics) - 1
     bold = best_cells(rows, g["role"] != "teacher", range(first_metric, len(columns)))
     caption = (
-        f"{report.name}: test split at the best validation epoch; mean ± std over n seeds (%). "
+        f"{report.name}: test split at the best validation epoch; mean ± std over n seeds (%); "
+        f"{CI_NOTE}. conv.: converged runs of n (a run converged when "
+        f"{convergence_rule(report.within)}); {NOT_CONVERGED}: not all. "
         f"Params and GFLOPs (per image) of the deployed student; {FLOPS_NOTE}. "
         f"Δ: gain over the vanilla student in points; * p < 0.05, ** p < 0.01, {TEST_NOTE}. "
         "Bold: best student per column."
@@ -92,13 +111,36 @@ def dataset_table(report: DatasetReport) -> Table:
     return Table(columns, rows, "lll" + "r" * (len(columns) - 3), caption, bold)
 
 
+def convergence_rule(within: float) -> str:
+    return (
+        f"its validation selection metric (train.select) moved less than {within:g} points "
+        "over the last quarter of its epochs, at least the last 2"
+    )
+
+
+def converged(count: int, n: int) -> str:
+    return f"{count}/{n}" + (f" {NOT_CONVERGED}" if count < n else "")
+
+
+def metric_cell(row: pd.Series, metric: str, headline: bool) -> str:
+    text = mean_std(row[metric], row[f"{metric}_std"])
+    return text + interval(row[f"{metric}_ci95"]) if headline else text
+
+
+def interval(half_width: float) -> str:
+    return "" if math.isnan(half_width) else f" [±{half_width:.2f}]"
+
+
 def table_csv(report: DatasetReport) -> pd.DataFrame:
     """The table's numbers at full precision (metrics and Δ in %), one row per group."""
     g = report.groups
-    columns = [*GROUP, "role", "n", "seeds", "params_m", "gflops", "latency_ms"]
-    columns += [c for m in report.metrics for c in (m, f"{m}_std")]
-    out = g[[*columns, "delta", "p_value", "test", "pareto_gflops", "pareto_params"]]
-    return out.rename(columns={"delta": f"delta_{report.metric}", "p_value": f"p_{report.metric}"})
+    columns = [*GROUP, "role", "n", "converged", "seeds", "params_m", "gflops", "latency_ms"]
+    columns += [c for m in report.metrics for c in (m, f"{m}_std", f"{m}_ci95")]
+    columns += ["delta", "delta_ci95", "p_value", "test", "pairs", "pairs_std"]
+    out = g[[*columns, "pareto_gflops", "pareto_params"]]
+    metric = report.metric
+    names = {"delta": f"delta_{metric}", "delta_ci95": f"delta_{metric}_ci95"}
+    return out.rename(columns=names | {"p_value": f"p_{metric}"})
 
 
 def reference_table(deltas: pd.DataFrame, tolerance: float) -> Table:
@@ -232,7 +274,10 @@ def latex_cell(table: Table, i: int, j: int) -> str:
     """One cell: escaped, symbols as math, a trailing significance mark as a superscript."""
     text = table.rows[i][j]
     found = SIGNIFICANCE.match(text)
-    cell = f"{found['number']}$^{{{found['stars']}}}$" if found else latex_text(text)
+    if found:
+        cell = f"{found['number']}$^{{{found['stars']}}}${latex_text(found['rest'])}"
+    else:
+        cell = latex_text(text)
     cell = re.sub(r"^-(?=\d)", "$-$", cell)  # a minus sign, not a hyphen
     return rf"\textbf{{{cell}}}" if (i, j) in table.bold and text else cell
 
@@ -273,7 +318,49 @@ def dataset_section(report: DatasetReport, table: Table, plots: dict[str, Path])
         f"[{fmt}](tables/{report.slug}.{ext})"
         for fmt, ext in (("CSV", "csv"), ("LaTeX", "tex"), ("Markdown", "md"))
     )
-    return f"## {report.name}\n\n{to_markdown(table)}\n\nTable: {files}\n\n{images}\n"
+    notes = f"{convergence_note(report)}\n\n{power_note(report.power, metric)}"
+    return f"## {report.name}\n\n{to_markdown(table)}\n\nTable: {files}\n\n{notes}\n\n{images}\n"
+
+
+def convergence_note(report: DatasetReport) -> str:
+    """Which groups have runs that did not converge (or that all did), and the rule."""
+    g = report.groups
+    late = g[g["converged"] < g["n"]]
+    rule = f"A run converged when {convergence_rule(report.within)}."
+    if late.empty:
+        return f"**Convergence**: all {g['n'].sum()} runs converged. {rule}"
+    listed = ", ".join(
+        f"{label} ({c}/{n} converged)"
+        for label, c, n in zip(late["label"], late["converged"], late["n"], strict=True)
+    )
+    count = int((late["n"] - late["converged"]).sum())
+    return (
+        f"**Convergence {NOT_CONVERGED}**: {count} of {g['n'].sum()} runs did not converge: "
+        f"{listed}. {rule}"
+    )
+
+
+def power_note(power: Power, metric: str) -> str:
+    """The minimum detectable difference with the seeds there are, and the seeds needed."""
+    test = f"a two-sided paired t-test at α = {ALPHA:g} with power {POWER:g}"
+    if not power.source:
+        return f"**Power** ({metric}): not measured; no student group has 2 seeds."
+    if power.source == "paired":
+        spread = (
+            f"σ_d = {power.sigma_d:.2f} points, the pooled std of the per-seed differences "
+            f"of {power.pooled} group(s) from their vanilla student"
+        )
+    else:
+        spread = (
+            f"σ_d = √2 × {power.spread:.2f} = {power.sigma_d:.2f} points (no seeds pair up: "
+            f"√2 × the pooled std within {power.pooled} student group(s))"
+        )
+    needed = f"{power.needed}" if power.needed else f"more than {MOST_SEEDS}"
+    return (
+        f"**Power** ({metric}): {spread}. With n = {power.n} seeds (the fewest of them), "
+        f"{test} detects a difference of {number(power.detectable)} points; "
+        f"{TARGET_DIFFERENCE:g} points need {needed} seeds."
+    )
 
 
 def reference_section(table: Table) -> str:

@@ -300,7 +300,8 @@ def parse_latex(text: str) -> list[dict]:
 
 def clean_latex(cell: str) -> str:
     cell = re.sub(r"\\textbf\{(.*)\}$", r"\1", cell.strip())
-    for latex, text in ((r"$\pm$", "±"), (r"$\Delta$", "Δ"), ("--", "—"), ("$-$", "-")):
+    symbols = ((r"$\pm$", "±"), (r"$\Delta$", "Δ"), ("--", "—"), ("$-$", "-"), (r"\dag{}", "†"))
+    for latex, text in symbols:
         cell = cell.replace(latex, text)
     cell = re.sub(r"\\([_%{}])", r"\1", cell)
     return re.sub(r"\$\^\{(\*+)\}\$", r"\1", cell)
@@ -320,24 +321,28 @@ def test_markdown_latex_and_csv_round_trip_the_same_numbers(written):
     for shown, full in zip(md, frame.to_dict("records"), strict=True):
         for metric in ("acc", "auc", "video_auc"):
             mean, std = full[metric], full[f"{metric}_std"]
-            expected = [round(mean, 2)] + ([] if math.isnan(std) else [round(std, 2)])
-            assert numbers(shown[f"{METRIC_LABELS[metric]} (%)"]) == expected
+            spread = [] if math.isnan(std) else [round(std, 2)]
+            spread += [round(full["auc_ci95"], 2)] if metric == "auc" and spread else []
+            assert numbers(shown[f"{METRIC_LABELS[metric]} (%)"]) == [round(mean, 2), *spread]
         assert shown["n"] == str(full["n"])
+        assert shown["conv."] == f"{full['converged']}/{full['n']} †"  # every curve still rises
         assert numbers(shown["params (M)"]) == [round(full["params_m"], 2)]
         assert numbers(shown["GFLOPs"]) == [round(full["gflops"], 3)]
-        delta = full["delta_auc"]
-        assert numbers(shown["Δ AUC"]) == ([] if math.isnan(delta) else [round(delta, 2)])
+        delta = [full[c] for c in ("delta_auc", "delta_auc_ci95") if not math.isnan(full[c])]
+        assert numbers(shown["Δ AUC"]) == [round(d, 2) for d in delta]
     kd = next(r for r in md if r["method"] == "kd {train.epochs=6}")
-    assert (kd["AUC (%)"], kd["Δ AUC"]) == ("72.00 ± 1.73", "+10.00**")
+    # paired differences 10, 11, 9: std 1, so the interval is t(0.975, 2) / √3
+    assert (kd["AUC (%)"], kd["Δ AUC"]) == ("72.00 ± 1.73 [±4.30]", "+10.00** [±2.48]")
     fitnets = next(r for r in tex if r["method"] == "fitnets")
-    assert (fitnets["AUC (%)"], fitnets["Δ AUC"]) == ("60.50 ± 4.95", "-1.50")
+    # two seeds: t(0.975, 1) = 12.71 times 4.95 / √2; Δ pairs seeds 0, 1 (-3, +2: std 3.54)
+    assert (fitnets["AUC (%)"], fitnets["Δ AUC"]) == ("60.50 ± 4.95 [±44.47]", "-1.50 [±31.77]")
 
 
 def test_best_student_per_column_is_bold(written):
     text = (written[0] / "tables" / "synthff-lq.md").read_text()
     bold = re.findall(r"\| \*\*(.+?)\*\* ", text)
     # kd {train.epochs=20} has the best metrics but no 20-epoch vanilla run: the best Δ is kd's
-    assert bold == ["75.00", "80.00", "81.00", r"+10.00\*\*"]
+    assert bold == ["75.00", "80.00", "81.00", r"+10.00\*\* [±2.48]"]
     assert r"\textbf{80.00}" in (written[0] / "tables" / "synthff-lq.tex").read_text()
 
 
