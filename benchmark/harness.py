@@ -311,7 +311,7 @@ def dry_run(student, teacher, train_set: Dataset, num_classes: int, device) -> C
 def dataset_labels(dataset: Dataset) -> torch.Tensor | None:
     """The label of every sample, from the dataset's ``labels`` array; ``None`` without one."""
     labels = getattr(dataset, "labels", None)
-    return None if labels is None else torch.as_tensor(labels, dtype=torch.int64)
+    return None if labels is None else torch.tensor(np.asarray(labels), dtype=torch.int64)
 
 
 def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:

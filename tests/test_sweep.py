@@ -97,7 +97,7 @@ def test_demo_is_a_one_seed_slice_of_paper():
     methods = {(c.method.name, c.method.params.get("homogenize")) for c in paper.students}
     assert ("two-in-one", "pcgrad") in methods and ("feat-both", None) in methods
     assert {c.method.name for c in demo.students} == {m for m, _ in methods}
-    assert len(paper.students) == 2 * 11 * 3 and len(paper.teachers) == 2
+    assert len(paper.students) == 2 * 14 * 3 and len(paper.teachers) == 2
 
 
 def test_teacher_ablation_shares_the_paper_lq_teacher():
