@@ -37,6 +37,7 @@ class TeacherConfig(ModelConfig):
     # on the same data with this seed and these ``train`` overrides (see kdbench.sweep).
     seed: int = 0
     train: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)  # data overrides, e.g. {train_fraction: 1.0}
     # Computation: bf16 autocast where the device does bf16 natively ("auto"), or forced.
     precision: str = "auto"  # auto | fp32 | bf16
     # Reuse stored teacher outputs when the dataset has fixed views (same numbers, less time).
@@ -65,6 +66,9 @@ class DataConfig:
     eval_batch_size: int = 256
     workers: int | None = None  # DataLoader processes; None: 0 on CPU, up to 8 on CUDA
     test: DatasetRef | None = None  # test on another dataset (cross-dataset evaluation)
+    # Limited data: train on this fraction of the training split's videos (per label, the same
+    # videos for every seed); val and test stay whole. The teacher may see more (teacher.data).
+    train_fraction: float = 1.0
 
 
 @dataclass
@@ -103,11 +107,9 @@ class RunConfig:
 
         data = resolved(asdict(self))
         for key in NOT_HASHED:
-            *sections, leaf = key.split(".")
-            node = data
-            for section in sections:
-                node = node.get(section) or {}  # no teacher: nothing to drop
-            node.pop(leaf, None)
+            drop(data, key)
+        for key, default in NEW_KEYS.items():
+            drop(data, key, only_if=default)
         blob = json.dumps({"config": data, "code": code_version(data)}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -127,6 +129,21 @@ NOT_HASHED = (
     "teacher.cache",
     "train.keep_last",
 )
+
+
+# Keys added after results existed, left out of the hash at their default (which computes what
+# the runs before them did), so those runs keep their ids.
+NEW_KEYS = {"data.train_fraction": 1.0, "teacher.data": {}}
+
+
+def drop(data: dict, key: str, only_if: Any = ...) -> None:
+    """Remove dotted ``key`` from ``data`` (if its value is ``only_if``, when given)."""
+    *sections, leaf = key.split(".")
+    node = data
+    for section in sections:
+        node = node.get(section) or {}  # no teacher: nothing to drop
+    if leaf in node and (only_if is ... or node[leaf] == only_if):
+        del node[leaf]
 
 
 class ConfigError(ValueError):

@@ -43,6 +43,7 @@ from kdbench.results import (
     write_json,
 )
 from kdbench.runlock import RunLock
+from kdbench.subset import limit
 from kdbench.teacher import (
     CachedTeacher,
     CacheUnusable,
@@ -92,6 +93,10 @@ def validate(cfg: RunConfig) -> None:
     check_precision(cfg.train.precision, "train.precision")
     if cfg.teacher:
         check_precision(cfg.teacher.precision, "teacher.precision")
+    if not 0.0 < cfg.data.train_fraction <= 1.0:
+        raise ConfigError(
+            f"data.train_fraction: expected a fraction in (0, 1], got {cfg.data.train_fraction}"
+        )
     if cfg.train.optimizer not in OPTIMIZERS:
         raise ConfigError(unknown_message("optimizer", cfg.train.optimizer, OPTIMIZERS))
     if cfg.train.schedule not in LR_SCHEDULES:
@@ -257,6 +262,7 @@ def build_datasets(data: DataConfig) -> dict[str, Dataset]:
     """train and val from ``data``; test from ``data.test`` when set (cross-dataset)."""
     sources = {s: data.test if s == "test" and data.test else data for s in SPLITS}
     sets = {s: DATASETS.get(src.name)(split=s, **src.params) for s, src in sources.items()}
+    sets["train"] = limit(sets["train"], data.train_fraction)
     if sets["test"].num_classes != sets["train"].num_classes:
         raise ConfigError(
             f"data.test {data.test.name!r} has {sets['test'].num_classes} classes, "
