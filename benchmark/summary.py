@@ -43,9 +43,12 @@ def summary_rows(records: list[dict]) -> list[dict]:
 
 
 def data_label(data: dict) -> str:
+    """``synthff lq``, ``synthff lq 25% train`` (``train_fraction``), ``ff++ -> celebdf``."""
     quality = data["params"].get("quality")
     test = f" -> {data['test']['name']}" if data.get("test") else ""
-    return data["name"] + (f" {quality}" if quality else "") + test
+    fraction = data.get("train_fraction", 1.0)
+    part = f" {100 * fraction:g}% train" if fraction != 1.0 else ""
+    return data["name"] + (f" {quality}" if quality else "") + part + test
 
 
 def model_label(model: dict) -> str:

@@ -71,3 +71,11 @@ def test_a_student_trains_on_a_fraction_from_a_teacher_that_saw_everything(tiny,
     assert record["dataset"]["train_size"] < teacher["dataset"]["train_size"]
     assert record["dataset"]["val_size"] == teacher["dataset"]["val_size"]
     assert record["teacher"]["cache"] is True
+
+
+def test_labels_say_how_much_of_the_training_data_a_run_saw():
+    from kdbench.summary import data_label
+
+    assert data_label({"name": "synthff", "params": {"quality": "lq"}}) == "synthff lq"
+    limited = {"name": "synthff", "params": {"quality": "lq"}, "train_fraction": 0.25}
+    assert data_label(limited) == "synthff lq 25% train"
