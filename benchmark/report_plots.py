@@ -161,13 +161,22 @@ def label_points(ax: Axes, points) -> None:
         )
 
 
+LEGEND_BESIDE = 8  # entries; more go below the axes, in two columns, the figure made taller
+
+
 def legend(fig: Figure, axes) -> None:
-    """One legend for the figure, right of the axes, each entry once."""
+    """One legend for the figure, each entry once: right of the axes, or below them when it
+    has many entries (long labels beside the axes would squeeze them to nothing)."""
     shown = {}
     for ax in axes:
         handles, labels = ax.get_legend_handles_labels()
         shown |= dict(zip(labels, handles, strict=True))
-    fig.legend(shown.values(), shown.keys(), loc="outside right upper", fontsize=7)
+    if len(shown) <= LEGEND_BESIDE:
+        fig.legend(shown.values(), shown.keys(), loc="outside right upper", fontsize=7)
+        return
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(max(width, 9.0), height + 0.17 * math.ceil(len(shown) / 2) + 0.3)
+    fig.legend(shown.values(), shown.keys(), loc="outside lower center", ncols=2, fontsize=7)
 
 
 def bar_figure(report: DatasetReport, styles: dict[str, dict]) -> Figure:

@@ -507,3 +507,22 @@ def test_model_label_names_switched_on_flags_and_the_branch():
     single = {"branch": "spatial", "lfs": False}
     assert model_label({"name": "dual-branch", "kwargs": single}) == "dual-branch (spatial only)"
     assert model_label({"name": "resnet10t"}) == "resnet10t"
+
+
+def test_a_long_legend_goes_below_the_axes_and_a_short_one_beside():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from kdbench.report_plots import LEGEND_BESIDE, legend
+
+    for lines, below in ((LEGEND_BESIDE, False), (LEGEND_BESIDE + 5, True)):
+        fig = Figure(figsize=(4, 3), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        for k in range(lines):
+            ax.plot([0, 1], [k, k], label=f"a rather long method label number {k}")
+        legend(fig, [ax])
+        fig.canvas.draw()
+        box, axes_box = fig.legends[0].get_window_extent(), ax.get_window_extent()
+        assert bool(box.y1 <= axes_box.y0) is below
+        assert bool(box.x0 >= axes_box.x1) is not below
