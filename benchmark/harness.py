@@ -149,17 +149,23 @@ def train_and_record(cfg: RunConfig, results: Path, progress: bool | None, log) 
     return record
 
 
-def trusted_result(results: Path, run_id: str, log) -> dict | None:
-    """The run's finished record if its weights are intact; a finished record whose weights
-    are damaged or missing is set aside (it must be trained again)."""
+def trusted_result(results: Path, run_id: str, log, need_weights: bool = False) -> dict | None:
+    """The run's finished record unless its weights are damaged (or, with ``need_weights``, as
+    for a teacher, missing): then the record is set aside and the run must be trained again.
+    A record without its weights is still a result (e.g. a results folder copied without
+    ``checkpoints/``)."""
     record = read_result(results, run_id)
     if record is None and run_path(results, run_id).exists():  # damaged: keep it, out of the way
         aside = set_aside(run_path(results, run_id))
         log(f"run {run_id}: its record is damaged; set aside as {aside.name}, training it again")
     if not record or record.get("status") != "done":
         return None
-    weights = record.get("checkpoint")
-    problem = store.verify(results / weights) if weights else "the record names no weights"
+    weights = results / record["checkpoint"] if record.get("checkpoint") else None
+    if weights is None or not weights.exists():
+        missing = f"its weights {weights or '(none recorded)'} are missing"
+        problem = missing if need_weights else None
+    else:
+        problem = store.verify(weights)
     if problem is None:
         return record
     aside = set_aside(run_path(results, run_id))
@@ -168,9 +174,9 @@ def trusted_result(results: Path, run_id: str, log) -> dict | None:
 
 
 def record_unless_done(path: Path, record: dict, log) -> None:
-    """Write a failure record, unless a finished record is there (a ``--rerun`` that failed)
-    or the disk refuses it (the error is raised either way)."""
-    current = read_result(path.parent.parent, record["run_id"])
+    """Write a failure record to ``path``, unless a finished record is there (a ``--rerun``
+    that failed) or the disk refuses it (the error is raised either way)."""
+    current = read_result(path.parent.parent, path.stem)  # results/runs/<run id>.json
     if current and current.get("status") == "done":
         return
     try:
@@ -277,7 +283,7 @@ def load_teacher(cfg: RunConfig, num_classes: int, results: Path, device) -> tup
     t = cfg.teacher
     checkpoint = t.checkpoint
     if t.run:
-        record = trusted_result(results, t.run, say)
+        record = trusted_result(results, t.run, say, need_weights=True)
         if not record:
             raise ConfigError(
                 f"teacher.run={t.run!r}: no finished run with intact weights with that id in "

@@ -267,3 +267,18 @@ def test_the_same_config_and_seed_give_identical_metrics_in_fp32(tiny, tmp_path)
     strip = lambda h: [{k: v for k, v in e.items() if k not in timing} for e in h]  # noqa: E731
     assert json.dumps(strip(a["history"])) == json.dumps(strip(b["history"]))  # NaN too
     assert 0 < a["best"]["test"]["auc"] < 1
+
+
+def test_6_a_result_without_its_weights_stays_a_result_but_cannot_teach(tiny, tmp_path):
+    plan = Plan()
+    student = resolve_teacher(tiny("method.name=kd"), plan)
+    teacher, _ = run_local(Plan(plan.teachers, [student]), tmp_path, **QUIET)
+    (tmp_path / teacher["checkpoint"]).unlink()  # a results folder copied without weights
+    again = harness.run(plan.teachers[0], tmp_path, **QUIET)
+    assert again["finished"] == teacher["finished"]  # still its result: not trained again
+    run_path(tmp_path, student.run_id()).unlink()
+    with pytest.raises(ConfigError, match="no finished run with intact weights"):
+        harness.run(student, tmp_path, **QUIET)  # a teacher needs them: its record set aside
+    assert list((tmp_path / "runs").glob(f"{teacher['run_id']}.json.damaged-*"))
+    healed = run_local(Plan(plan.teachers, [student]), tmp_path, **QUIET)
+    assert [r["status"] for r in healed] == ["done", "done"]
