@@ -24,7 +24,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from kdbench.config import ConfigError, RunConfig, from_dict, load_yaml
 from kdbench.jobs import Job, JobState, SchedulerError, jobs_folder, record_jobs
 from kdbench.registry import load_plugin
-from kdbench.results import checkpoint_dir, read_result
+from kdbench.results import read_result
 from kdbench.sweep import Plan, RunStatus, classify, describe, run_states
 
 EXECUTORS = ("slurm", "local", "debug")
@@ -94,7 +94,8 @@ class TrainJob(Checkpointable):
         for module in self.plugins:
             load_plugin(module)
         use_allocated_cpus()
-        record = run(cfg, Path(self.results), progress=False, rerun=self.rerun, log=log_line)
+        log = partial(print, flush=True)  # the job's stdout: submitit's log file
+        record = run(cfg, Path(self.results), progress=False, rerun=self.rerun, log=log)
         return {
             "run_id": record["run_id"],
             "status": record["status"],
@@ -108,11 +109,6 @@ class TrainJob(Checkpointable):
         return super().checkpoint(cfg)
 
 
-def log_line(text: str) -> None:
-    """A job's log line, in its stdout (submitit's log file)."""
-    print(text, flush=True)
-
-
 def use_allocated_cpus() -> None:
     """Train on the CPUs Slurm gave this job, not on every core of the node (torch's default)."""
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
@@ -120,19 +116,6 @@ def use_allocated_cpus() -> None:
         import torch
 
         torch.set_num_threads(int(cpus))
-
-
-def epochs_done(results: Path, run_id: str) -> int:
-    """Epochs in the run's last checkpoint, 0 without one or with one that cannot be read
-    (memory-mapped: weights stay on disk; the harness checks its checksum before resuming)."""
-    import torch
-
-    path = checkpoint_dir(results, run_id) / "last.pt"
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(blob["epoch"])
-    except Exception:  # missing, being replaced, or damaged: nothing to resume from yet
-        return 0
 
 
 def blocked_by(student: RunStatus, by_id: dict[str, RunStatus], starting: set[str]) -> str | None:

@@ -298,6 +298,9 @@ def load_teacher(cfg: RunConfig, num_classes: int, results: Path, device) -> tup
         checkpoint = str(results / record["checkpoint"])
     if not checkpoint:
         raise ConfigError("the teacher needs weights: set teacher.run or teacher.checkpoint")
+    problem = store.verify(Path(checkpoint)) if store.read_digest(Path(checkpoint)) else None
+    if problem:  # a checkpoint kdbench wrote, given by path: its checksum is checked too
+        raise ConfigError(f"teacher.checkpoint: {problem}")
     try:
         teacher = build_model(t.name, num_classes, checkpoint, **t.kwargs)
     except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as err:

@@ -12,10 +12,10 @@ import inspect
 import sys
 import types
 from functools import cache, partial
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from kdbench.registry import DATASETS, METHODS, MODELS
+from kdbench.results import package_version
 
 # Modules that only describe or look things up: editing them changes no result.
 NOT_CODE = ("kdbench.config", "kdbench.registry", "kdbench.identity")
@@ -126,10 +126,3 @@ def module_source(module: types.ModuleType) -> str:
         return inspect.getsource(module)
     except (OSError, TypeError):  # no source file (frozen, interactive): its name only
         return module.__name__
-
-
-def package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"

@@ -30,16 +30,27 @@ def checkpoint_dir(results: Path, run_id: str) -> Path:
 
 
 def write_json(path: Path, record: dict) -> None:
-    """Write ``record`` atomically: a reader sees the old file or the new one, never half."""
+    """Write ``record`` atomically (see ``write_atomic``), creating its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(record, indent=2, sort_keys=True, allow_nan=True).encode())
+
+
+def write_atomic(path: Path, data: bytes | memoryview) -> None:
+    """Write ``data`` to ``path`` through a temp file unique to this process, fsynced and renamed
+    into place: a reader sees the old file or the new one, never half. A failed write (a full
+    or read-only disk) leaves no temp file, and its ``OSError`` names ``path``."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True, allow_nan=True)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -123,13 +134,14 @@ def check_writable(folder: Path) -> None:
 
 
 def package_versions() -> dict[str, str]:
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
+    return {name: package_version(name) for name in PACKAGES}
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def git_sha() -> str | None:

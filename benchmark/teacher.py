@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -28,9 +26,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from kdbench import store
 from kdbench.output import Output
 from kdbench.precision import autocast
-from kdbench.results import set_aside
+from kdbench.results import set_aside, write_atomic
 
 CACHE_FORMAT = 2
 
@@ -195,16 +194,10 @@ class TeacherCache:
     def compute(self, teacher: LiveTeacher, names: list[str], batch_size: int) -> None:
         """Run the teacher over every (sample, view) and store the outputs ``names``."""
         arrays, dtypes = self.outputs(teacher, names, batch_size)
-        temps: list[Path] = []
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            key = json.dumps(self.key, indent=2).encode()
-            os.replace(write_temp(self.folder / "key.json", key, temps), self.folder / "key.json")
-            for name, array in arrays.items():
-                self.publish(name, array, dtypes[name], temps)
-        finally:
-            for temp in temps:
-                temp.unlink(missing_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.folder / "key.json", json.dumps(self.key, indent=2).encode())
+        for name, array in arrays.items():
+            self.publish(name, array, dtypes[name])
 
     def outputs(self, teacher: LiveTeacher, names: list[str], batch_size: int) -> tuple:
         """The outputs ``names`` in memory as raw bits, one row per key, and their dtypes."""
@@ -224,8 +217,8 @@ class TeacherCache:
             row += len(batch["image"])
         return arrays, dtypes
 
-    def publish(self, name: str, array: np.ndarray, dtype: str, temps: list[Path]) -> None:
-        """Rename the written array into place, then its metadata (which marks it done)."""
+    def publish(self, name: str, array: np.ndarray, dtype: str) -> None:
+        """Write the array, then its metadata (which marks it done), each atomically."""
         data = npy_bytes(array)
         meta = {
             "shape": list(array.shape),
@@ -234,10 +227,8 @@ class TeacherCache:
             "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
         }
-        npy = write_temp(self.folder / f"{name}.npy", data, temps)
-        os.replace(npy, self.folder / f"{name}.npy")
-        done = write_temp(self.folder / f"{name}.json", json.dumps(meta).encode(), temps)
-        os.replace(done, self.folder / f"{name}.json")
+        write_atomic(self.folder / f"{name}.npy", data)
+        write_atomic(self.folder / f"{name}.json", json.dumps(meta).encode())
 
     def load(self, name: str) -> Tensor:
         """One stored output, read into memory and checked against its metadata."""
@@ -286,22 +277,6 @@ def describe(err: Exception) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def write_temp(path: Path, data: bytes | memoryview, temps: list[Path]) -> Path:
-    """``data`` written and fsynced next to ``path`` under a name unique to this process (added
-    to ``temps`` before it is created, for clean-up). Errors name ``path``, not the temp."""
-    temp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
-    temps.append(temp)
-    try:
-        with open(temp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as err:
-        err.filename = str(path)
-        raise
-    return temp
-
-
 def npy_bytes(array: np.ndarray) -> memoryview:
     """``array`` as the bytes of a ``.npy`` file (in memory: plain writes report a full disk)."""
     buffer = io.BytesIO()
@@ -327,8 +302,6 @@ def raw_bits(value: Tensor) -> np.ndarray:
 
 
 def file_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()[:16]
+    """The weights' sha256 (16 hex): the checksum kdbench wrote next to them, checked when the
+    teacher run's result was trusted, else computed."""
+    return (store.read_digest(path) or store.file_sha256(path))[:16]

@@ -211,7 +211,7 @@ def test_6_a_truncated_teacher_is_trained_again_and_its_students_run(tiny, tmp_p
 def test_6_a_full_disk_leaves_no_partial_checkpoint_and_the_run_completes_later(tiny, tmp_path):
     cfg = tiny("train.epochs=1")
     with tmpfs(tmp_path / "disk", "1m") as disk:
-        with pytest.raises(OSError, match=r"cannot write .*last\.pt: No space left"):
+        with pytest.raises(OSError, match=r"No space left on device: '.*last\.pt'"):
             harness.run(cfg, disk, **QUIET)
         assert not list(disk.rglob("*.tmp")) and not list(disk.rglob("*.pt"))
         record = json.loads(run_path(disk, cfg.run_id()).read_text())
@@ -282,3 +282,16 @@ def test_6_a_result_without_its_weights_stays_a_result_but_cannot_teach(tiny, tm
     assert list((tmp_path / "runs").glob(f"{teacher['run_id']}.json.damaged-*"))
     healed = run_local(Plan(plan.teachers, [student]), tmp_path, **QUIET)
     assert [r["status"] for r in healed] == ["done", "done"]
+
+
+def test_6_a_damaged_teacher_checkpoint_given_by_path_is_refused(tiny, tmp_path):
+    plan = Plan()
+    resolve_teacher(tiny("method.name=kd"), plan)
+    [teacher] = run_local(plan, tmp_path, **QUIET)
+    weights = tmp_path / teacher["checkpoint"]
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 1
+    weights.write_bytes(bytes(data))
+    student = tiny("method.name=kd", f"teacher.checkpoint={weights}")
+    with pytest.raises(ConfigError, match=r"teacher\.checkpoint: damaged file .*checksum"):
+        harness.run(student, tmp_path, **QUIET)

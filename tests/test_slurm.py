@@ -17,9 +17,9 @@ import pytest
 import submitit
 
 from kdbench.config import build_config, load_preset
-from kdbench.executors import epochs_done, load_profile, submit_slurm
+from kdbench.executors import load_profile, submit_slurm
 from kdbench.jobs import jobs_folder
-from kdbench.results import load_results, read_result
+from kdbench.results import checkpoint_dir, load_results, read_result
 from kdbench.sweep import RunStatus, expand, load_spec, resolve_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,7 +207,8 @@ def test_a_preempted_job_resumes_from_its_checkpoint_with_the_same_result(tmp_pa
     for results in (cut, whole):
         (job,), _ = submit_slurm([RunStatus(cfg, "student")], [], results, profile, "requeue")
         job_of[results] = submitit.SlurmJob(jobs_folder(results) / "%j", job.job_id)
-    wait_until(lambda: epochs_done(cut, cfg.run_id()) >= 1, 300, job_of[cut])
+    last = checkpoint_dir(cut, cfg.run_id()) / "last.pt"
+    wait_until(lambda: last.exists(), 300, job_of[cut])  # written whole, after epoch 1
     assert read_result(cut, cfg.run_id()) is None
     interrupted = datetime.now()
     job_of[cut]._interrupt()  # SIGTERM then USR2, as a preemption
