@@ -15,9 +15,9 @@ from kdbench.cli_data import add_commands as add_data_commands
 from kdbench.cli_report import add_commands as add_report_commands
 from kdbench.cli_sweep import add_commands as add_sweep_commands
 from kdbench.config import ConfigError, build_config, load_preset, load_yaml, preset_names
+from kdbench.console import console, print_table, say
 from kdbench.registry import DATASETS, METHODS, MODELS, UnknownNameError, load_plugin
 
-console = Console(stderr=True)
 DEFAULT_RESULTS = Path("results")
 
 
@@ -30,11 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UnknownNameError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 2
-
-
-def say(text: str) -> None:
-    """A log line, printed as is (run labels contain ``[...]``, which rich would eat)."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -138,15 +133,18 @@ def first_line(doc: str | None) -> str:
 
 
 def cmd_run(args) -> int:
-    from kdbench.harness import run, validate
+    from kdbench.harness import run, trusted_result, validate
     from kdbench.results import check_writable
     from kdbench.sweep import Plan, resolve_teacher, run_local
 
     if args.config and "=" in args.config:  # argparse took the first override for the file
         args.overrides.insert(0, args.config)
         args.config = None
-    if bool(args.config) == bool(args.preset):
-        raise ConfigError("give either a config file or --preset NAME (not both)")
+    if args.config and args.preset:
+        raise ConfigError("give a config file or --preset NAME, not both")
+    if not (args.config or args.preset):
+        names = ", ".join(preset_names())
+        raise ConfigError(f"what to run: a config file or --preset NAME (run presets: {names})")
     data = load_preset(args.preset) if args.preset else load_yaml(args.config)
     if "grid" in data:
         raise ConfigError("a sweep spec, not a run config: try `kdbench demo --preset NAME`")
@@ -156,7 +154,8 @@ def cmd_run(args) -> int:
     plan = Plan()
     cfg = resolve_teacher(cfg, plan)
     for teacher in plan.teachers:
-        console.print(f"training the teacher first: run {teacher.run_id()}")
+        if not trusted_result(args.results, teacher.run_id(), say, need_weights=True):
+            console.print(f"training the teacher first: run {teacher.run_id()}")
         run_local(Plan(teachers=[teacher]), args.results, log=say)
     path = args.results / "runs" / f"{cfg.run_id()}.json"
     try:
@@ -188,14 +187,23 @@ def cmd_demo(args) -> int:
     print_summary(records, f"kdbench demo ({args.preset})")
     failed = [r for r in records if r.get("status") != "done"]
     console.print(f"wall time {time.time() - started:.0f} s; results in {args.results / 'runs'}")
+    if len({cfg.seed for cfg in plan.students}) == 1:
+        say(ONE_SEED)
     report_demo(args.results, [cfg.run_id() for cfg in plan.runs()])
     return 1 if failed else 0
+
+
+ONE_SEED = (
+    "One seed per method: an illustration, not evidence. `kdbench demo --preset paper` trains "
+    "5 seeds in the regime where students converge, with paired tests and the smallest "
+    "difference its seeds can detect (see the README)."
+)
 
 
 def print_summary(records: list[dict], title: str) -> None:
     from kdbench.summary import summary_table
 
-    Console(width=max(160, Console().width)).print(summary_table(records, title))
+    print_table(summary_table(records, title), 160)
 
 
 def cmd_flops(args) -> None:

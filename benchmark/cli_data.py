@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-from rich.markup import escape
-
 from kdbench.config import ConfigError
+from kdbench.console import console, say
 
-console = Console(stderr=True)
 PREPARABLE = ("ff++", "celebdf", "folder")
 
 
@@ -138,7 +135,3 @@ def cmd_synth(args) -> int:
         "data.params.manipulations=[spatial,frequency,both]"
     )
     return 0
-
-
-def say(text: str) -> None:
-    console.print(escape(text), highlight=False, soft_wrap=True)

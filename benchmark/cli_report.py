@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-
-from kdbench.report_stats import CONVERGED_WITHIN
-
-console = Console(stderr=True)
+from kdbench.console import console
+from kdbench.report.stats import CONVERGED_WITHIN
 
 
 def add_commands(subparsers) -> None:
@@ -25,7 +22,7 @@ def add_commands(subparsers) -> None:
     report.add_argument(
         "--references",
         type=Path,
-        help="folder of published-number CSVs (default: the checkout's results/references)",
+        help="folder of published-number CSVs (default: those kdbench ships, benchmark/references)",
     )
     report.add_argument(
         "--tolerance",

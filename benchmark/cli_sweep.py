@@ -10,11 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import yaml
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from kdbench.config import ConfigError, preset_names
+from kdbench.console import console, print_table, say
 from kdbench.executors import (
     EXECUTORS,
     UNDER_WAY,
@@ -39,7 +39,6 @@ from kdbench.sweep import (
     to_submit,
 )
 
-console = Console(stderr=True)
 STYLES = {"done": "green", "failed": "red", "running": "yellow", "queued": "cyan", "missing": "dim"}
 
 
@@ -84,11 +83,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_spec(pick)
     pick.add_argument("--metric", default="auc", help="validation metric (default: auc)")
     pick.set_defaults(func=cmd_pick)
-
-
-def say(text: str) -> None:
-    """A log line, printed as is (run labels contain ``[...]``, which rich would eat)."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def add_spec(p: argparse.ArgumentParser) -> None:
@@ -155,7 +149,7 @@ def cmd_pick(args) -> int:
         shown = ", ".join(f"{k}={v}" for k, v in c.setting.items()) or "(one setting)"
         table.add_row(c.method, escape(shown), str(len(c.scores)), f"{c.mean:.4f}{spread}",
                       "*" if c.chosen else "")  # fmt: skip
-    Console(width=max(120, Console().width)).print(table)
+    print_table(table, 120)
     chosen = {c.method: c.setting for c in candidates if c.chosen and c.setting}
     print(yaml.safe_dump({"methods": chosen}, sort_keys=True).strip())
     missing = len(plan.students) - len(done)
@@ -273,4 +267,4 @@ def print_states(states: list[RunStatus], title: str) -> None:
             f"[{style}]{s.state}[/{style}]",
             escape(s.detail),
         )
-    Console(width=max(160, Console().width)).print(table)
+    print_table(table, 160)

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from kdbench.errors import ConfigError  # public here too: plugins raise kdbench.config's
 from kdbench.registry import unknown_message
 
 
@@ -86,6 +87,16 @@ class TrainConfig:
     # bf16 natively ("auto": CUDA >= 8.0, CPUs with AVX512-BF16/AMX), or forced. In the run id.
     precision: str = "auto"  # auto | fp32 | bf16
     keep_last: bool = False  # keep the last epoch's checkpoint (last.pt) after the run is done
+    # Decay per optimizer step of an exponential moving average of the student's weights, which
+    # is then what the run evaluates and saves (as timm's --model-ema); 0: off.
+    ema: float = 0.0
+    # Seconds between resume checkpoints (last.pt); 0: after every epoch. The last epoch is
+    # always saved. Where a run executes, not what it computes: not in the run id.
+    checkpoint_every_s: float = 0.0
+    # Epochs at which the test split is evaluated: "all", or "best": only those whose
+    # validation metric (`select`) is the best so far, and the last, which are the only ones
+    # the record can report (same result, fewer passes; the history then lacks the others).
+    test_epochs: str = "all"
 
 
 @dataclass
@@ -128,12 +139,18 @@ NOT_HASHED = (
     "data.eval_batch_size",
     "teacher.cache",
     "train.keep_last",
+    "train.checkpoint_every_s",
 )
 
 
 # Keys added after results existed, left out of the hash at their default (which computes what
 # the runs before them did), so those runs keep their ids.
-NEW_KEYS = {"data.train_fraction": 1.0, "teacher.data": {}}
+NEW_KEYS = {
+    "data.train_fraction": 1.0,
+    "teacher.data": {},
+    "train.test_epochs": "all",
+    "train.ema": 0.0,
+}
 
 
 def drop(data: dict, key: str, only_if: Any = ...) -> None:
@@ -144,10 +161,6 @@ def drop(data: dict, key: str, only_if: Any = ...) -> None:
         node = node.get(section) or {}  # no teacher: nothing to drop
     if leaf in node and (only_if is ... or node[leaf] == only_if):
         del node[leaf]
-
-
-class ConfigError(ValueError):
-    """A config that does not fit the schema; the message says what was expected."""
 
 
 def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
@@ -182,10 +195,22 @@ def coerce(hint: Any, value: Any, path: str) -> Any:
         base = typing.get_origin(option) or option
         if base is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if base is float and str not in options and isinstance(value, str):
+            number = as_float(value)  # YAML 1.1 reads 1e-3 and 1.0e6 as strings
+            if number is not None:
+                return number
         if isinstance(value, base) and not (base is int and isinstance(value, bool)):
             return value
     expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
     raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+
+
+def as_float(text: str) -> float | None:
+    """``text`` as Python's ``float()`` reads it, or None."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def is_union(hint: Any) -> bool:
@@ -218,13 +243,28 @@ def set_path(data: dict, keys: list[str], value: Any) -> None:
     node[keys[-1]] = value
 
 
-def load_yaml(path: str | Path) -> dict:
-    """A YAML file as plain data (``safe_load``: tags that would run code are rejected)."""
-    text = Path(path).read_text()
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
+def load_yaml(path: str | Path, empty_ok: bool = False) -> dict:
+    """A YAML file as plain data (``safe_load``: tags that would run code are rejected). A
+    missing, unreadable, malformed or (unless ``empty_ok``) empty file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read ({err})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if data is None and not empty_ok:
+        raise ConfigError(
+            f"{path}: the file is empty (expected a mapping, e.g. train: {{epochs: 5}})"
+        )
+    if not isinstance(data or {}, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    return data or {}
 
 
 PRESET_FOLDERS = {"run": "presets", "sweep": "presets/sweeps"}

@@ -71,7 +71,7 @@ def load_profile(path: str | Path) -> SlurmProfile:
     if not path.is_file():
         shipped = ", ".join(str(p) for p in sorted(Path("slurm").glob("*.yaml")))
         raise ConfigError(f"cluster profile {str(path)!r} not found (shipped: {shipped or '-'})")
-    return from_dict(SlurmProfile, load_yaml(path), "profile")
+    return from_dict(SlurmProfile, load_yaml(path, empty_ok=True), "profile")
 
 
 class TrainJob(Checkpointable):

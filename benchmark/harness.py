@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 import os
 import pickle
@@ -23,14 +25,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from kdbench import __version__, store
 from kdbench.config import ConfigError, DataConfig, RunConfig
-from kdbench.cost import FLOP_CONVENTION, count_params, measure_cost
+from kdbench.cost import FLOP_CONVENTION, Cost, count_params, measure_cost
+from kdbench.dataset import check_dataset
+from kdbench.ema import WeightAverage
 from kdbench.identity import code_version
 from kdbench.method import Context, Method, build_method, check_params
 from kdbench.metrics import classification_metrics
 from kdbench.models import build_model, model_names
 from kdbench.output import Output
 from kdbench.precision import autocast, batch_shape, check_precision, choose_dtype, dtype_name
-from kdbench.registry import DATASETS, METHODS, UnknownNameError, unknown_message
+from kdbench.registry import DATASETS, METHODS, MODELS, UnknownNameError, unknown_message
 from kdbench.results import (
     cache_root,
     check_writable,
@@ -57,6 +61,7 @@ from kdbench.teacher import (
 SPLITS = ("train", "val", "test")
 LR_SCHEDULES = ("cosine", "step", "constant")
 OPTIMIZERS = ("adamw", "sgd")
+TEST_EPOCHS = ("all", "best")
 
 
 @dataclass
@@ -73,6 +78,12 @@ class Setup:
     notes: dict  # how the teacher side ran (precision, cache), for the run's record
     dtype: torch.dtype = torch.float32  # the student's autocast dtype (``train.precision``)
     verdict: dict | None = None  # how ``train.precision: auto`` chose ``dtype`` (measured)
+    average: WeightAverage | None = None  # ``train.ema``: the weights evaluated and saved
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The model a run evaluates and saves: the weight average when there is one."""
+        return self.average.model if self.average else self.student
 
 
 def validate(cfg: RunConfig) -> None:
@@ -82,9 +93,14 @@ def validate(cfg: RunConfig) -> None:
     for data in filter(None, (cfg.data, cfg.data.test)):
         check_params(f"dataset {data.name!r}", DATASETS.get(data.name), data.params)
     known = set(model_names())
-    for model in [cfg.student] + ([cfg.teacher] if cfg.teacher else []):
+    for role, model in [("student", cfg.student), ("teacher", cfg.teacher)]:
+        if model is None:
+            continue
         if model.name not in known:
             raise UnknownNameError(unknown_message("model", model.name, known))
+        if model.name in MODELS:  # a kdbench model: its keyword arguments are known
+            check_params(f"{role}.kwargs of {model.name!r}", MODELS.get(model.name), model.kwargs)
+            check_types(f"{role}.kwargs", MODELS.get(model.name), model.kwargs)
     if method_cls.needs_teacher and cfg.teacher is None:
         raise ConfigError(
             f"method {cfg.method.name!r} distils from a teacher: set teacher.name and "
@@ -99,8 +115,33 @@ def validate(cfg: RunConfig) -> None:
         )
     if cfg.train.optimizer not in OPTIMIZERS:
         raise ConfigError(unknown_message("optimizer", cfg.train.optimizer, OPTIMIZERS))
+    if cfg.train.epochs < 1:
+        raise ConfigError(f"train.epochs: expected at least 1, got {cfg.train.epochs}")
+    if not cfg.train.lr > 0:
+        raise ConfigError(f"train.lr: expected a learning rate > 0, got {cfg.train.lr}")
+    if not 0.0 <= cfg.train.ema < 1.0:
+        raise ConfigError(f"train.ema: expected a decay in [0, 1) (0: off), got {cfg.train.ema}")
+    if cfg.train.test_epochs not in TEST_EPOCHS:
+        raise ConfigError(unknown_message("train.test_epochs", cfg.train.test_epochs, TEST_EPOCHS))
     if cfg.train.schedule not in LR_SCHEDULES:
         raise ConfigError(unknown_message("schedule", cfg.train.schedule, LR_SCHEDULES))
+
+
+def check_types(owner: str, fn, values: dict) -> None:
+    """Each value of ``values`` has the type of ``fn``'s default for that keyword (a bool
+    for a bool, an int for an int, a number for a float, a string for a string)."""
+    params = inspect.signature(fn).parameters
+    for key, value in values.items():
+        default = params[key].default if key in params else inspect.Parameter.empty
+        kind = type(default)
+        if default is inspect.Parameter.empty or default is None or kind not in KWARG_TYPES:
+            continue
+        wrong = not isinstance(value, KWARG_TYPES[kind])
+        if wrong or (isinstance(value, bool) and kind is not bool):
+            raise ConfigError(f"{owner}.{key}: expected {kind.__name__}, got {value!r}")
+
+
+KWARG_TYPES = {bool: bool, int: int, float: (int, float), str: str}
 
 
 def run(
@@ -193,21 +234,37 @@ def train(cfg: RunConfig, results: Path, progress: bool = False, log=None) -> di
     folder = checkpoint_dir(results, cfg.run_id())
     state = resume(folder, setup, log or say)
     spent = state["wall_time_s"]
+    saved = time.monotonic()
     for epoch in range(state["epoch"], cfg.train.epochs):
         set_lr(setup.optimizer, cfg.train, epoch)
         setup.method.set_epoch(epoch)
         entry = train_epoch(setup, epoch, cfg.seed, progress)
-        entry |= {split: evaluate(setup, split, epoch) for split in ("val", "test")}
+        entry["val"] = evaluate(setup, "val", epoch)
+        if wants_test(cfg.train, state["history"], entry, epoch):
+            entry["test"] = evaluate(setup, "test", epoch)
         state["history"].append(entry)
         state["epoch"] = epoch + 1
         state["wall_time_s"] = spent + time.time() - started
-        save_checkpoint(folder, setup, state)
+        last = epoch + 1 == cfg.train.epochs
+        if last or time.monotonic() - saved >= cfg.train.checkpoint_every_s:
+            save_checkpoint(folder, setup, state)
+            saved = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
-    store.save(setup.student.state_dict(), folder / "model.pt")
+    store.save(setup.evaluated.state_dict(), folder / "model.pt")
     if not cfg.train.keep_last:
         discard_checkpoints(folder)
     state["wall_time_s"] = spent + time.time() - started
     return finished_record(cfg, setup, state, results)
+
+
+def wants_test(t, history: list[dict], entry: dict, epoch: int) -> bool:
+    """Whether to evaluate the test split after ``epoch``: always with ``test_epochs: all``;
+    with ``best`` when ``entry``'s validation score ties or beats every earlier one (ties go
+    to the later epoch, as in ``best_epoch``) or it is the last epoch."""
+    if t.test_epochs == "all" or epoch + 1 == t.epochs:
+        return True
+    score = selection_score(entry, t.select)
+    return all(score >= selection_score(earlier, t.select) for earlier in history)
 
 
 def build(cfg: RunConfig, results: Path) -> Setup:
@@ -231,8 +288,19 @@ def build(cfg: RunConfig, results: Path) -> Setup:
     dtype, verdict = choose_dtype(
         cfg.train.precision, "train.precision", student, cfg.student, shape, device, True
     )
+    average = WeightAverage(student, cfg.train.ema) if cfg.train.ema else None
     return Setup(
-        loaders, student, teacher, outputs, method, optimizer, device, notes, dtype, verdict
+        loaders,
+        student,
+        teacher,
+        outputs,
+        method,
+        optimizer,
+        device,
+        notes,
+        dtype,
+        verdict,
+        average,
     )
 
 
@@ -269,6 +337,8 @@ def build_datasets(data: DataConfig) -> dict[str, Dataset]:
     sources = {s: data.test if s == "test" and data.test else data for s in SPLITS}
     sets = {s: DATASETS.get(src.name)(split=s, **src.params) for s, src in sources.items()}
     sets["train"] = limit(sets["train"], data.train_fraction)
+    for split, dataset in sets.items():
+        check_dataset(dataset, f"dataset {sources[split].name!r} ({split})")
     if sets["test"].num_classes != sets["train"].num_classes:
         raise ConfigError(
             f"data.test {data.test.name!r} has {sets['test'].num_classes} classes, "
@@ -385,6 +455,8 @@ def train_step(setup: Setup, batch: dict) -> dict[str, torch.Tensor]:
     setup.optimizer.zero_grad(set_to_none=True)
     setup.method.backward(losses, s_out)
     setup.optimizer.step()
+    if setup.average:
+        setup.average.update()
     return losses
 
 
@@ -405,24 +477,24 @@ class DivergedError(FloatingPointError):
 def evaluate(setup: Setup, split: str, epoch: int = 0) -> dict[str, float]:
     """Metrics of the student on ``split`` (frame- and video-level for binary tasks, and per
     kind of fake where the dataset names them in ``kinds``)."""
-    setup.student.eval()
+    model = setup.evaluated.eval()
     kinds = getattr(setup.loaders[split].dataset, "kinds", None)
     probs, labels, videos, index = [], [], [], []
     for batch in setup.loaders[split]:
         with autocast(setup.device, setup.dtype):
-            logits = setup.student(to_device(batch, setup.device)["image"]).logits
+            logits = model(to_device(batch, setup.device)["image"]).logits
         if not torch.isfinite(logits).all():
             raise DivergedError(
                 f"diverged at epoch {epoch + 1}: the student's outputs on {split} are not finite"
             )
         probs.append(logits.float().softmax(1).cpu())
         labels.append(batch["label"])
-        videos.extend(batch["video"])
+        videos.extend(batch.get("video", ()))  # optional: video-level metrics need it
         index.extend(batch["index"].tolist() if kinds is not None else [])
     return classification_metrics(
         torch.cat(probs).numpy(),
         torch.cat(labels).numpy(),
-        videos,
+        videos or None,
         [kinds[i] for i in index] if kinds is not None else None,
     )
 
@@ -481,6 +553,8 @@ def save_checkpoint(folder: Path, setup: Setup, state: dict) -> None:
         "optimizer": setup.optimizer.state_dict(),
         "rng": torch.get_rng_state(),
     } | {key: state[key] for key in RESUMED}
+    if setup.average:
+        blob["average"] = setup.average.state_dict()
     last = folder / "last.pt"
     if last.exists():
         store.rename(last, folder / "prev.pt")
@@ -522,6 +596,8 @@ def restore(setup: Setup, blob: dict) -> None:
     setup.method.load_state_dict(blob["method"])
     setup.optimizer.load_state_dict(blob["optimizer"])
     torch.set_rng_state(blob["rng"].cpu())
+    if setup.average:
+        setup.average.load_state_dict(blob["average"])
 
 
 def discard_checkpoints(folder: Path) -> None:
@@ -539,7 +615,7 @@ def finished_record(cfg: RunConfig, setup: Setup, state: dict, results: Path) ->
         "history": history,
         "best": best_epoch(history, cfg.train.select),
         "last": {k: history[-1][k] for k in ("epoch", "val", "test")},
-        "cost": cost_record(setup, image_shape),
+        "cost": cost_record(cfg, setup, image_shape),
         "dataset": {
             "name": cfg.data.name,
             "num_classes": setup.method.num_classes,
@@ -562,23 +638,37 @@ def finished_record(cfg: RunConfig, setup: Setup, state: dict, results: Path) ->
 def best_epoch(history: list[dict], metric: str) -> dict:
     """The epoch with the best validation ``metric`` (ties: the later epoch); NaN counts last."""
 
-    def score(entry: dict) -> float:
-        value = entry["val"].get(metric, entry["val"]["acc"])
-        return -math.inf if math.isnan(value) else value
-
-    best = max(reversed(history), key=score)
+    best = max(reversed(history), key=lambda entry: selection_score(entry, metric))
     return {k: best[k] for k in ("epoch", "val", "test")} | {"selected_by": metric}
 
 
-def cost_record(setup: Setup, image_shape: tuple) -> dict:
-    student = measure_cost(setup.student, image_shape)
-    teacher = measure_cost(setup.teacher, image_shape) if setup.teacher is not None else None
+def selection_score(entry: dict, metric: str) -> float:
+    """An epoch's validation ``metric`` (accuracy where the split lacks it); NaN counts last."""
+    value = entry["val"].get(metric, entry["val"]["acc"])
+    return -math.inf if math.isnan(value) else value
+
+
+def cost_record(cfg: RunConfig, setup: Setup, image_shape: tuple) -> dict:
+    student = model_cost(cfg.student, setup.student, image_shape)
+    teacher = model_cost(cfg.teacher, setup.teacher, image_shape) if setup.teacher else None
     return {
         "student": asdict(student),
         "teacher": asdict(teacher) if teacher else None,
         "method_params": count_params(setup.method),  # training-time only, not deployed
         "flop_convention": FLOP_CONVENTION,
     }
+
+
+COSTS: dict[str, Cost] = {}  # per architecture and input shape, for this process
+
+
+def model_cost(model_cfg, model: nn.Module, image_shape: tuple) -> Cost:
+    """``measure_cost`` once per architecture (name, kwargs) and input shape in this process:
+    a sweep's runs share a student and a teacher, and tracing them costs seconds each time."""
+    key = json.dumps([model_cfg.name, model_cfg.kwargs, list(image_shape)], sort_keys=True)
+    if key not in COSTS:
+        COSTS[key] = measure_cost(model, image_shape)
+    return COSTS[key]
 
 
 def base_record(cfg: RunConfig) -> dict:

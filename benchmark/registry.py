@@ -5,8 +5,12 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import importlib.util
+import os
+import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -79,14 +83,41 @@ def unknown_message(kind: str, name: str, choices, prefix: str = "") -> str:
 
 
 def load_plugin(module: str) -> None:
-    """Import ``module`` so that its ``@register`` decorators run (``--plugin some.module``)."""
+    """Import ``module`` so that its ``@register`` decorators run: a module name, found on
+    ``sys.path`` or in the current folder (``--plugin my_methods``), or a file
+    (``--plugin ./my_methods.py``)."""
+    path = Path(module)
+    if path.suffix == ".py" or path.parent != Path("."):
+        import_file(path, module)
+        return
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: the current folder first
     try:
         importlib.import_module(module)
     except ModuleNotFoundError as err:
         raise SystemExit(f"--plugin {module!r}: cannot import it ({err})") from err
 
 
+def import_file(path: Path, given: str) -> None:
+    """Run the Python file ``path`` as a module named after it (once per process)."""
+    if not path.is_file():
+        raise SystemExit(f"--plugin {given!r}: no such file (a module name or a .py file)")
+    name = f"kdbench_plugin_{path.stem}"
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path.resolve())
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        del sys.modules[name]
+        raise
+
+
 METHODS: Registry = Registry("method", ("kdbench.methods",), group="kdbench.methods")
-MODELS: Registry = Registry("model", ("kdbench.dual_branch", "kdbench.cifar_models"))
+MODELS: Registry = Registry(
+    "model", ("kdbench.dual_branch", "kdbench.cifar_models"), group="kdbench.models"
+)
 DATASETS: Registry = Registry("dataset", ("kdbench.datasets",), group="kdbench.datasets")
 DETECTORS: Registry = Registry("detector", ("kdbench.datasets.detectors",), "kdbench.detectors")

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from kdbench.config import ConfigError
+from kdbench.errors import ConfigError
 
 PACKAGES = ("kdbench", "torch", "torchvision", "timm", "fvcore", "scikit-learn", "numpy")
 

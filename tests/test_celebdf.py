@@ -12,6 +12,7 @@ from video_trees import SETTINGS, clip, ff_tree, junk
 
 from kdbench import harness
 from kdbench.config import ConfigError, build_config
+from kdbench.dataset import check_dataset
 from kdbench.datasets import celebdf, faceforensics
 from kdbench.datasets.celebdf import CelebDF, held_out, read_test_list, video_jobs
 from kdbench.datasets.preprocess import prepare, read_manifest
@@ -156,3 +157,9 @@ def test_the_test_dataset_parameters_are_validated_before_training():
         ConfigError, match="dataset 'celebdf': unknown parameter 'rot'; did you mean 'root'"
     ):
         harness.validate(cfg)
+
+
+def test_celebdf_keeps_the_dataset_contract(prepared):
+    _, out, _, _ = prepared
+    for split in ("train", "test"):
+        check_dataset(CelebDF(split, root=str(out), size=8), f"celebdf ({split})")

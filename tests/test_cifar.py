@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from kdbench import harness
 from kdbench.config import ConfigError, build_config
+from kdbench.dataset import check_dataset
 from kdbench.datasets.cifar import CIFAR100, MEAN, STD
 from kdbench.method import Context, build_method
 from kdbench.models import build_model
@@ -204,3 +205,8 @@ def test_a_cifar_run_trains_and_reports_top5(cifar_root, tmp_path):
     assert set(record["best"]["test"]) == {"acc", "top5"}
     assert record["dataset"]["num_classes"] == 100 and record["dataset"]["test_size"] == 100
     assert record["cost"]["student"]["params"] == params("cifar_resnet8")
+
+
+def test_cifar100_keeps_the_dataset_contract(cifar_root):
+    for split in ("train", "val", "test"):
+        check_dataset(CIFAR100(split, root=str(cifar_root)), f"cifar100 ({split})")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
         (["method.name=kdd"], "unknown method 'kdd'; did you mean 'kd'?"),
         (["student.name=mobilenetv3_smal_050"], "did you mean 'mobilenetv3_small_050'"),
         (["data.name=synthf"], "unknown dataset 'synthf'; did you mean 'synthff'?"),
-        (["train.epocs=3"], "unknown config key 'train.epocs'; did you mean 'train.epochs'?"),
+        (["train.epocs=3"], "unknown config key 'train.epocs'; did you mean 'train.epochs'"),
         (["method.params.temprature=2", "method.name=kd"], "did you mean 'temperature'?"),
     ],
 )
@@ -78,3 +78,23 @@ def test_a_plugin_method_runs_through_the_harness(tmp_path, monkeypatch, capsys)
     assert student["status"] == "done"
     assert set(student["history"][0]["train"]) == {"ce", "mse"}
     assert student["config"]["method"]["params"] == {"weight": 0.5}
+
+
+def test_run_says_what_it_needs_when_given_nothing_or_both(tmp_path, capsys):
+    assert main(["run", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "what to run: a config file or --preset NAME (run presets: smoke)" in err
+    assert "not both" not in err
+    config = tmp_path / "c.yaml"
+    config.write_text("train: {epochs: 1}\n")
+    assert main(["run", str(config), "--preset", "smoke", "--results", str(tmp_path)]) == 2
+    assert "give a config file or --preset NAME, not both" in capsys.readouterr().err
+
+
+def test_the_teacher_is_announced_only_when_it_is_trained(tmp_path, capsys):
+    args = ["run", "--preset", "smoke", "--results", str(tmp_path), "method.name=kd"]
+    args += ["train.epochs=1", "teacher.train.epochs=1", "data.params.videos=20"]
+    assert main(args) == 0
+    assert "training the teacher first" in capsys.readouterr().err
+    assert main([*args, "seed=1"]) == 0  # another student of the same teacher
+    assert "training the teacher first" not in capsys.readouterr().err

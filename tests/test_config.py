@@ -27,6 +27,18 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
         build_config({"train": {"epochs": 2.5}})
 
 
+def test_a_float_field_takes_what_float_reads(tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e-3 and 1.0e6 as strings; every user writes learning rates so
+    assert build_config({}, ["train.lr=1e-3"]).train.lr == 1e-3
+    path = tmp_path / "run.yaml"
+    path.write_text("train: {lr: 5e-4, weight_decay: 1.0e-2}\n")
+    cfg = build_config(load_yaml(path))
+    assert (cfg.train.lr, cfg.train.weight_decay) == (5e-4, 1e-2)
+    with pytest.raises(ConfigError, match=r"train.lr: expected float, got 'fast'"):
+        build_config({}, ["train.lr=fast"])
+    assert build_config({}, ["student.name=1e3"]).student.name == "1e3"  # str fields stay str
+
+
 def test_unknown_key_names_the_valid_ones_and_suggests():
     with pytest.raises(ConfigError) as err:
         build_config({}, ["train.lrr=0.1"])
@@ -84,3 +96,17 @@ def test_a_preset_of_the_other_kind_says_which_command_takes_it():
     assert str(err.value) == (
         "'paper' is a sweep preset, not a run preset; try `kdbench sweep run --preset paper`"
     )
+
+
+def test_a_missing_malformed_or_empty_config_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: no such file"):
+        load_yaml(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {epochs: 3\nseed: 1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML at line \d+, column \d+"):
+        load_yaml(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"empty\.yaml: the file is empty"):
+        load_yaml(empty)
+    assert load_yaml(empty, empty_ok=True) == {}

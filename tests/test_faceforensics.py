@@ -14,6 +14,7 @@ from video_trees import CORRUPT, FAKES, PAIRS, SETTINGS, ff_tree
 
 from kdbench.cli import main
 from kdbench.config import ConfigError
+from kdbench.dataset import check_dataset
 from kdbench.datasets import faceforensics
 from kdbench.datasets.faceforensics import FaceForensics, read_splits, video_jobs
 from kdbench.datasets.preprocess import prepare, read_manifest
@@ -171,3 +172,10 @@ def test_kdbench_run_trains_on_prepared_synthff_videos(tmp_path):
     )
     assert record["dataset"]["image_shape"] == [3, 32, 32]
     assert {"acc", "auc", "video_acc", "video_auc"} <= set(record["best"]["test"])
+
+
+def test_ff_keeps_the_dataset_contract(prepared):
+    _, out, _, _, _ = prepared
+    for split in ("train", "val", "test"):
+        dataset = FaceForensics(split, root=str(out), manipulations=list(FAKES))
+        check_dataset(dataset, f"ff++ ({split})")

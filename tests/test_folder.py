@@ -12,6 +12,7 @@ from video_trees import clip
 
 from kdbench.cli import main
 from kdbench.config import ConfigError
+from kdbench.dataset import check_dataset
 from kdbench.datasets.folder import FolderDataset
 from kdbench.datasets.preprocess import read_manifest
 from kdbench.datasets.synthff import IMAGENET_MEAN, IMAGENET_STD
@@ -89,3 +90,8 @@ def test_ff_only_options_are_refused_for_other_datasets(tmp_path, capsys):
                  "--compression", "c23"])  # fmt: skip
     assert code == 2
     assert "--compression: only for ff++, not celebdf" in capsys.readouterr().err
+
+
+def test_folder_keeps_the_dataset_contract(tree):
+    for split in ("train", "val", "test"):
+        check_dataset(FolderDataset(split, root=str(tree), size=8), f"folder ({split})")

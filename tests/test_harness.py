@@ -94,6 +94,65 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tiny, tmp_path, mon
     assert resumed["wall_time_s"] > sum(e["time_s"] for e in resumed["history"])
 
 
+def test_test_epochs_best_reports_what_all_reports(tiny, tmp_path, monkeypatch):
+    size = "data.params.videos=60"  # both labels in val, so its AUC is a number
+    every = harness.run(tiny("train.epochs=4", size), tmp_path / "all")
+    tested = []
+    real_evaluate = harness.evaluate
+
+    def counted(setup, split, epoch=0):
+        tested.append((split, epoch)) if split == "test" else None
+        return real_evaluate(setup, split, epoch)
+
+    monkeypatch.setattr(harness, "evaluate", counted)
+    cfg = tiny("train.epochs=4", size, "train.test_epochs=best")
+    best = harness.run(cfg, tmp_path / "best")
+    assert best["best"] == every["best"]  # the same selected epoch and test numbers
+    scores = [e["val"]["auc"] for e in every["history"]]
+    assert not any(math.isnan(v) for v in scores)
+    expected = [i for i, v in enumerate(scores) if v >= max(scores[: i + 1])] + [3]
+    assert sorted({epoch for _, epoch in tested}) == sorted(set(expected))
+    assert [("test" in e) for e in best["history"]] == [i in expected for i in range(4)]
+    assert len(set(expected)) < 4  # some epoch was skipped
+    assert cfg.run_id() != tiny("train.epochs=4", size).run_id()
+    with pytest.raises(ConfigError, match=r"train\.test_epochs.*did you mean 'best'"):
+        harness.validate(tiny("train.test_epochs=bset"))
+
+
+def test_checkpoint_every_s_skips_saves_but_not_the_last(tiny, tmp_path, monkeypatch):
+    saved = []
+    real_save = harness.save_checkpoint
+
+    def counted(folder, setup, state):
+        saved.append(state["epoch"])
+        real_save(folder, setup, state)
+
+    monkeypatch.setattr(harness, "save_checkpoint", counted)
+    cfg = tiny("train.epochs=3", "train.checkpoint_every_s=3600", "train.keep_last=true")
+    record = harness.run(cfg, tmp_path)
+    assert saved == [3]  # an hour between saves: only the last epoch's
+    assert cfg.run_id() == tiny("train.epochs=3").run_id()  # not part of what is computed
+    last = torch.load(tmp_path / "checkpoints" / cfg.run_id() / "last.pt", weights_only=False)
+    assert last["epoch"] == 3 and len(record["history"]) == 3
+    saved.clear()
+    harness.run(tiny("train.epochs=3"), tmp_path / "every", rerun=True)
+    assert saved == [1, 2, 3]
+
+
+def test_a_sweep_traces_each_architecture_once(tiny, tmp_path, monkeypatch):
+    traced = []
+    real = harness.measure_cost
+    monkeypatch.setattr(harness, "COSTS", {})
+    monkeypatch.setattr(harness, "measure_cost", lambda m, s: traced.append(s) or real(m, s))
+    first, second = harness.run(tiny(), tmp_path), harness.run(tiny("seed=1"), tmp_path)
+    assert len(traced) == 1 and first["cost"] == second["cost"]
+    other = harness.run(tiny("student.name=resnet10t"), tmp_path)
+    assert (
+        len(traced) == 2
+        and other["cost"]["student"]["params"] != first["cost"]["student"]["params"]
+    )
+
+
 def test_killed_process_resumes_and_leaves_one_json(tmp_path):
     args = [sys.executable, "-m", "kdbench.cli", "run", "--preset", "smoke", "--results",
             str(tmp_path), "train.epochs=6", "data.params.videos=40"]  # fmt: skip
@@ -181,3 +240,19 @@ def test_every_method_trains_on_the_smoke_preset(name, tiny, shared_results):
         assert all(v > 0 for k, v in stats.items() if k.startswith("grad_"))
     if METHODS.get(name).needs_teacher:
         assert record["cost"]["teacher"]["params"] > record["cost"]["student"]["params"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=0", r"train\.epochs: expected at least 1, got 0"),
+        ("train.lr=-0.1", r"train\.lr: expected a learning rate > 0, got -0\.1"),
+        ("teacher.kwargs.lsf=true", r"teacher\.kwargs of 'dual-branch'.*'lsf'.*did you mean 'lfs'"),
+        ("teacher.kwargs.lfs=maybe", r"teacher\.kwargs\.lfs: expected bool, got 'maybe'"),
+        ("teacher.kwargs.image_size=true", r"teacher\.kwargs\.image_size: expected int, got True"),
+    ],
+)
+def test_bad_training_and_model_settings_fail_before_building(tiny, override, message):
+    cfg = tiny("method.name=kd", "teacher.name=dual-branch", override)
+    with pytest.raises(ConfigError, match=message):
+        harness.validate(cfg)

@@ -30,8 +30,8 @@ from kdbench.report import (
     unique_runs,
     write_report,
 )
-from kdbench.report_plots import dataset_figures
-from kdbench.report_render import dataset_table
+from kdbench.report.pages import dataset_table
+from kdbench.report.plots import dataset_figures
 
 LQ = DataConfig(params={"quality": "lq"})
 CIFAR = DataConfig(name="cifar100", params={"root": "/data/cifar-100-python"})
@@ -497,6 +497,8 @@ def test_demo_ends_by_writing_its_report_to_results_demo(tmp_path, capsys, monke
     assert f"{written} runs from" in readme and "## synthff lq" in readme
     assert f"report: {written} finished runs, 1 dataset(s)" in err
     assert str(tmp_path / "demo" / "index.html") in err
+    assert "One seed per method: an illustration, not evidence" in err
+    assert "kdbench demo --preset paper" in err
 
 
 def test_model_label_names_switched_on_flags_and_the_branch():
@@ -513,14 +515,16 @@ def test_a_long_legend_goes_below_the_axes_and_a_short_one_beside():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from kdbench.report_plots import LEGEND_BESIDE, legend
+    from kdbench.report.plots import LEGEND_BESIDE, legend
 
-    for lines, below in ((LEGEND_BESIDE, False), (LEGEND_BESIDE + 5, True)):
+    cases = [(LEGEND_BESIDE, "", False), (LEGEND_BESIDE + 5, "", True)]
+    cases += [(3, " [frequency_weight=4.0,homogenize=pcgrad,spatial_weight=4.0]", True)]
+    for lines, params, below in cases:
         fig = Figure(figsize=(4, 3), layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.subplots()
         for k in range(lines):
-            ax.plot([0, 1], [k, k], label=f"a rather long method label number {k}")
+            ax.plot([0, 1], [k, k], label=f"a rather long method label number {k}{params}")
         legend(fig, [ax])
         fig.canvas.draw()
         box, axes_box = fig.legends[0].get_window_extent(), ax.get_window_extent()

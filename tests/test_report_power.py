@@ -13,8 +13,8 @@ from test_report import DUAL, parse_markdown, record, row, write_runs
 
 from kdbench.cli import main
 from kdbench.report import analyse, history_frame, runs_frame, write_report
-from kdbench.report_render import dataset_table, to_markdown
-from kdbench.report_stats import (
+from kdbench.report.pages import dataset_table, to_markdown
+from kdbench.report.stats import (
     last_quarter_movement,
     minimum_detectable_difference,
     paired_power,
@@ -248,3 +248,37 @@ def test_readme_and_power_csv_print_the_detectable_difference(tmp_path):
     assert (
         f"detects a difference of {detectable:.2f} points; 2 points need {needed} seeds" in readme
     )
+
+
+# --- pairs -----------------------------------------------------------------------------------
+
+
+def test_pairs_resolve_methods_that_vanilla_cannot():
+    """kd and fitnets move together across seeds (fitnets = kd − 0.5 ± 0.1), vanilla does
+    not: kd vs vanilla is lost in the spread, kd vs fitnets is found."""
+    vanilla = [0.60, 0.75, 0.65, 0.80, 0.70]
+    kd = [0.70, 0.71, 0.90, 0.72, 0.88]
+    fitnets = [k - 0.005 + (0.001 if s % 2 else -0.001) for s, k in enumerate(kd)]
+    runs = [record("resnet10t", seed=s, auc=a) for s, a in enumerate(vanilla)]
+    runs += [record("resnet10t", "kd", seed=s, auc=a, teacher=DUAL) for s, a in enumerate(kd)]
+    runs += [
+        record("resnet10t", "fitnets", seed=s, auc=a, teacher=DUAL) for s, a in enumerate(fitnets)
+    ]
+    pairs = report_of(runs).pairs
+    assert len(pairs) == 3  # each unordered pair once
+
+    def pair(a: str, b: str) -> dict:
+        row = pairs[(pairs["a"] == a) & (pairs["b"] == b)]
+        if row.empty:  # listed the other way round: the difference changes sign
+            row = pairs[(pairs["a"] == b) & (pairs["b"] == a)].assign(delta=lambda f: -f["delta"])
+        return row.iloc[0].to_dict()
+
+    differences = [100 * (k - f) for k, f in zip(kd, fitnets, strict=True)]
+    kd_fitnets = pair("kd", "fitnets")
+    assert kd_fitnets["delta"] == pytest.approx(np.mean(differences))
+    assert kd_fitnets["sigma_d"] == pytest.approx(np.std(differences, ddof=1))
+    assert kd_fitnets["p_value"] < 0.001 and kd_fitnets["pairs"] == 5
+    assert kd_fitnets["detectable"] < 0.5
+    for method in ("kd", "fitnets"):
+        assert pair(method, "vanilla")["p_value"] > 0.05
+        assert pair(method, "vanilla")["detectable"] > 5

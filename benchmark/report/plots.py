@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from kdbench.report import DatasetReport, metric_label, pareto_mask
+from kdbench.report.analysis import DatasetReport, metric_label, pareto_mask
 
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">", "p", "h")
 TEACHER_MARKERS = ("*", "X", "P", "D", "^", "v", "s")
@@ -33,12 +33,18 @@ def dataset_figures(report: DatasetReport) -> dict[str, Figure]:
     """The four figures of one dataset, keyed by the file-name suffix they are saved under."""
     styles = group_styles(report.groups)
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"), mpl.rc_context(STYLE):
-        return {
+        figures = {
             "vs-gflops": cost_figure(report, "gflops", styles),
             "vs-params": cost_figure(report, "params_m", styles),
             "bars": bar_figure(report, styles),
             "curves": curve_figure(report, styles),
         }
+        if report.metric == "auc" and KIND_CURVE in report.history:
+            figures["curves-frequency"] = curve_figure(report, styles, KIND_CURVE)
+        return figures
+
+
+KIND_CURVE = "auc_frequency"  # a dataset with kinds of fake also gets this metric's curves
 
 
 def group_styles(groups: pd.DataFrame) -> dict[str, dict]:
@@ -162,6 +168,8 @@ def label_points(ax: Axes, points) -> None:
 
 
 LEGEND_BESIDE = 8  # entries; more go below the axes, in two columns, the figure made taller
+LABEL_BESIDE = 40  # characters: a longer label also sends the legend below the axes
+ONE_COLUMN = 60  # characters: a longer label gets the legend's whole width below the axes
 
 
 def legend(fig: Figure, axes) -> None:
@@ -171,12 +179,15 @@ def legend(fig: Figure, axes) -> None:
     for ax in axes:
         handles, labels = ax.get_legend_handles_labels()
         shown |= dict(zip(labels, handles, strict=True))
-    if len(shown) <= LEGEND_BESIDE:
+    longest = max(map(len, shown), default=0)
+    if len(shown) <= LEGEND_BESIDE and longest <= LABEL_BESIDE:
         fig.legend(shown.values(), shown.keys(), loc="outside right upper", fontsize=7)
         return
+    columns = 1 if longest > ONE_COLUMN else 2
     width, height = fig.get_size_inches()
-    fig.set_size_inches(max(width, 9.0), height + 0.17 * math.ceil(len(shown) / 2) + 0.3)
-    fig.legend(shown.values(), shown.keys(), loc="outside lower center", ncols=2, fontsize=7)
+    rows = math.ceil(len(shown) / columns)
+    fig.set_size_inches(max(width, 9.0), height + 0.17 * rows + 0.3)
+    fig.legend(shown.values(), shown.keys(), loc="outside lower center", ncols=columns, fontsize=7)
 
 
 def bar_figure(report: DatasetReport, styles: dict[str, dict]) -> Figure:
@@ -222,10 +233,12 @@ def luminance(colour) -> float:
     return 0.2126 * red + 0.7152 * green + 0.0722 * blue
 
 
-def curve_figure(report: DatasetReport, styles: dict[str, dict]) -> Figure:
-    """Validation metric per epoch (mean ± std band over seeds): one panel per student with
-    its teachers' curves dashed."""
-    groups, metric = report.groups, report.metric
+def curve_figure(
+    report: DatasetReport, styles: dict[str, dict], metric: str | None = None
+) -> Figure:
+    """Validation ``metric`` (the report's by default) per epoch, mean ± std band over seeds:
+    one panel per student with its teachers' curves dashed."""
+    groups, metric = report.groups, metric or report.metric
     students = list(dict.fromkeys(groups.loc[groups["role"] != "teacher", "student"]))
     panels = students or list(groups["student"])
     cols = min(3, len(panels))

@@ -9,19 +9,16 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from kdbench.report import (
-    GROUP,
-    TITLE,
-    DatasetReport,
-    Power,
-    Report,
-    metric_label,
-    with_variant,
-)
-from kdbench.report_stats import ALPHA, CONFIDENCE, MOST_SEEDS, POWER, TARGET_DIFFERENCE
+from kdbench.report.analysis import DatasetReport, Power, metric_label, with_variant
+from kdbench.report.frames import GROUP, TITLE
+
+if TYPE_CHECKING:  # the report folder's summary; write imports this module
+    from kdbench.report.write import Report
+from kdbench.report.stats import ALPHA, CONFIDENCE, MOST_SEEDS, POWER, TARGET_DIFFERENCE
 
 FLOPS_NOTE = "fvcore counts one multiply-add as one flop (GFLOPs = GMACs)"
 TEST_NOTE = (
@@ -56,10 +53,6 @@ LATEX_SYMBOLS = {
     "†": r"\dag{}",
 }
 SIGNIFICANCE = re.compile(r"^(?P<number>[+-]?\d+(?:\.\d+)?)(?P<stars>\*+)(?P<rest>.*)$")
-
-
-# ---------------------------------------------------------------------------------------------
-# Tables
 
 
 @dataclass
@@ -167,7 +160,7 @@ def reference_table(deltas: pd.DataFrame, tolerance: float) -> Table:
     caption = (
         f"Ours vs published; Δ in points; bold 'no': further than {tolerance:g} points from the "
         f"published value. Sources: {', '.join(sorted(set(deltas['source'])))} "
-        "(results/references)."
+        "(benchmark/references)."
     )
     return Table(columns, rows, "llllll" + "r" * 4, caption, bold)
 
@@ -211,10 +204,6 @@ def best_cells(rows: list[list[str]], eligible: Iterable[bool], columns: Iterabl
 def leading_number(text: str) -> float:
     found = re.match(r"[+-]?\d+(\.\d+)?", text)
     return float(found.group()) if found else math.nan
-
-
-# ---------------------------------------------------------------------------------------------
-# Markdown and LaTeX
 
 
 def to_markdown(table: Table) -> str:
@@ -287,10 +276,6 @@ def latex_text(text: str) -> str:
     return "".join(LATEX_SYMBOLS.get(ch, ch) for ch in escaped)
 
 
-# ---------------------------------------------------------------------------------------------
-# Pages
-
-
 def readme(summary: Report, sources: Sequence[str], sections: list[str]) -> str:
     where = f" from {', '.join(f'`{s}`' for s in sources)}" if sources else ""
     extra = f"; {summary.duplicates} duplicate run ids counted once" if summary.duplicates else ""
@@ -309,6 +294,7 @@ def dataset_section(report: DatasetReport, table: Table, plots: dict[str, Path])
         "vs-params": f"{metric} vs parameters",
         "bars": f"{metric} per method",
         "curves": f"validation {metric} per epoch",
+        "curves-frequency": "validation AUC on the frequency fakes per epoch",
     }
     images = "\n".join(
         f"[![{titles[kind]}](plots/{path.name})](plots/{path.with_suffix('.svg').name})"
@@ -319,7 +305,32 @@ def dataset_section(report: DatasetReport, table: Table, plots: dict[str, Path])
         for fmt, ext in (("CSV", "csv"), ("LaTeX", "tex"), ("Markdown", "md"))
     )
     notes = f"{convergence_note(report)}\n\n{power_note(report.power, metric)}"
-    return f"## {report.name}\n\n{to_markdown(table)}\n\nTable: {files}\n\n{notes}\n\n{images}\n"
+    pairs = pairs_section(report.pairs, metric, f"tables/{report.slug}-pairs.csv")
+    return (
+        f"## {report.name}\n\n{to_markdown(table)}\n\nTable: {files}\n\n{notes}\n\n"
+        f"{pairs}{images}\n"
+    )
+
+
+def pairs_section(pairs, metric: str, csv: str) -> str:
+    """Every pair of student groups: Δ (row − column), paired p, σ_d and what it can detect."""
+    if pairs.empty or not (pairs["pairs"] >= 2).any():
+        return ""
+    lines = [
+        f"**Pairs** ({metric}, points; [CSV]({csv})): Δ is the first method's mean per-seed "
+        "difference from the second over the seeds they share; p the paired t-test; "
+        "detectable the difference that test finds with power "
+        f"{POWER:g} at α = {ALPHA:g}, given the spread σ_d of that pair's differences.",
+        "",
+        "| method | vs | Δ | p | σ_d | detectable |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in pairs.itertuples():
+        lines.append(
+            f"| {row.a} | {row.b} | {signed(row.delta)} | {number(row.p_value, 3)}"
+            f"{stars(row.p_value)} | {number(row.sigma_d)} | {number(row.detectable, 1)} |"
+        )
+    return "\n".join(lines) + "\n\n"
 
 
 def convergence_note(report: DatasetReport) -> str:
