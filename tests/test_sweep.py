@@ -89,8 +89,8 @@ def test_extends_merges_mappings_and_replaces_lists():
     }
 
 
-def test_demo_is_a_one_seed_slice_of_paper():
-    paper, demo = expand(load_spec(preset="paper")), expand(load_spec(preset="demo"))
+def test_demo_is_a_one_seed_slice_of_short():
+    paper, demo = expand(load_spec(preset="short")), expand(load_spec(preset="demo"))
     assert {c.seed for c in paper.students} == {0, 1, 2}
     assert {c.seed for c in demo.students} == {0}
     assert {c.run_id() for c in demo.runs()} <= {c.run_id() for c in paper.runs()}
@@ -100,9 +100,9 @@ def test_demo_is_a_one_seed_slice_of_paper():
     assert len(paper.students) == 2 * 14 * 3 and len(paper.teachers) == 2
 
 
-def test_teacher_ablation_shares_the_paper_lq_teacher():
+def test_teacher_ablation_shares_the_short_lq_teacher():
     paper, ablation = (
-        expand(load_spec(preset="paper")),
+        expand(load_spec(preset="short")),
         expand(load_spec(preset="teacher-ablation")),
     )
     runs = ablation.students
@@ -111,6 +111,20 @@ def test_teacher_ablation_shares_the_paper_lq_teacher():
     }
     lq_teacher = next(t for t in paper.teachers if t.data.params["quality"] == "lq")
     assert lq_teacher.run_id() in {c.run_id() for c in runs}
+
+
+def test_paper_limits_the_students_data_not_the_teachers():
+    paper = expand(load_spec(preset="paper"))
+    assert len({c.seed for c in paper.students}) >= 5
+    assert {c.data.train_fraction for c in paper.students} == {0.2}
+    assert {t.data.train_fraction for t in paper.teachers} == {1.0}
+    assert len(paper.teachers) == 2  # one per quality, shared by every method and seed
+    for student in filter(lambda c: c.teacher, paper.students):  # vanilla has none
+        teacher = next(t for t in paper.teachers if t.run_id() == student.teacher.run)
+        assert teacher.data.params == student.data.params  # the same corpus, all of it
+    names = {(c.method.name, c.method.params.get("homogenize")) for c in paper.students}
+    assert {("vanilla", None), ("kd", None), ("feat-spatial", None), ("feat-both", None)} <= names
+    assert {h for m, h in names if m == "two-in-one"} == {"none", "magnitude", "pcgrad"}
 
 
 def test_unknown_sweep_key_is_an_error(tmp_path):
