@@ -258,13 +258,15 @@ def load_yaml(path: str | Path, empty_ok: bool = False) -> dict:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    if data is None and not empty_ok:
+    if data is None and empty_ok:
+        return {}
+    if data is None:
         raise ConfigError(
             f"{path}: the file is empty (expected a mapping, e.g. train: {{epochs: 5}})"
         )
-    if not isinstance(data or {}, dict):
+    if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data or {}
+    return data
 
 
 PRESET_FOLDERS = {"run": "presets", "sweep": "presets/sweeps"}

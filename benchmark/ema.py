@@ -28,7 +28,8 @@ class WeightAverage:
         self.steps = 0
         mine, theirs = self.model.state_dict().values(), model.state_dict().values()
         pairs = list(zip(mine, theirs, strict=True))
-        self.floats = [(a, m) for a, m in pairs if a.is_floating_point()]
+        self.averaged = [a for a, _ in pairs if a.is_floating_point()]
+        self.live = [m for a, m in pairs if a.is_floating_point()]
         self.others = [(a, m) for a, m in pairs if not a.is_floating_point()]
 
     def current_decay(self) -> float:
@@ -38,9 +39,7 @@ class WeightAverage:
     def update(self) -> None:
         """Fold the live model's current weights in (call after each optimizer step)."""
         self.steps += 1
-        weight = 1.0 - self.current_decay()
-        averaged, live = zip(*self.floats, strict=True)
-        torch._foreach_lerp_(list(averaged), list(live), weight)
+        torch._foreach_lerp_(self.averaged, self.live, 1.0 - self.current_decay())
         for averaged_tensor, live_tensor in self.others:
             averaged_tensor.copy_(live_tensor)
 

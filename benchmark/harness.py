@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -11,6 +10,7 @@ import random
 import sys
 import time
 import traceback
+import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from kdbench import __version__, store
-from kdbench.config import ConfigError, DataConfig, RunConfig
+from kdbench.config import ConfigError, DataConfig, RunConfig, coerce
 from kdbench.cost import FLOP_CONVENTION, Cost, count_params, measure_cost
 from kdbench.dataset import check_dataset
 from kdbench.ema import WeightAverage
@@ -128,20 +128,15 @@ def validate(cfg: RunConfig) -> None:
 
 
 def check_types(owner: str, fn, values: dict) -> None:
-    """Each value of ``values`` has the type of ``fn``'s default for that keyword (a bool
-    for a bool, an int for an int, a number for a float, a string for a string)."""
-    params = inspect.signature(fn).parameters
+    """Each value of ``values`` fits the annotation of ``fn``'s keyword of that name, as a
+    config field would (``config.coerce``; the values themselves are left as given)."""
+    try:
+        hints = typing.get_type_hints(fn.__init__ if isinstance(fn, type) else fn)
+    except (NameError, TypeError):  # an annotation that cannot be resolved: nothing to check
+        return
     for key, value in values.items():
-        default = params[key].default if key in params else inspect.Parameter.empty
-        kind = type(default)
-        if default is inspect.Parameter.empty or default is None or kind not in KWARG_TYPES:
-            continue
-        wrong = not isinstance(value, KWARG_TYPES[kind])
-        if wrong or (isinstance(value, bool) and kind is not bool):
-            raise ConfigError(f"{owner}.{key}: expected {kind.__name__}, got {value!r}")
-
-
-KWARG_TYPES = {bool: bool, int: int, float: (int, float), str: str}
+        if key in hints:
+            coerce(hints[key], value, f"{owner}.{key}")
 
 
 def run(

@@ -36,7 +36,8 @@ class VideoSubset(Dataset):
         self.dataset, self.keep, self.fraction = dataset, keep, fraction
         self.num_classes = dataset.num_classes
         self.labels = np.asarray(dataset.labels)[keep]
-        self.videos = [video_names(dataset)[i] for i in keep]
+        names = video_names(dataset)
+        self.videos = [names[i] for i in keep]
         if hasattr(dataset, "num_views"):
             self.num_views = dataset.num_views
 

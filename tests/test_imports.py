@@ -85,3 +85,12 @@ def test_every_module_imports_in_a_fresh_interpreter():
     code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
     done = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_command_line_starts_without_the_report_stack():
+    """`kdbench` imports the report's light modules at start-up, never pandas or matplotlib
+    (they cost about a second before a typo can be reported)."""
+    code = "import sys, kdbench.cli; print(sorted({'pandas', 'matplotlib'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -59,6 +59,14 @@ def test_the_teacher_can_see_all_the_data_and_is_shared_with_the_full_data_sweep
     assert tiny("data.train_fraction=0.5").run_id() != tiny().run_id()
 
 
+def test_teacher_data_overrides_merge_into_the_students_data(tiny):
+    plan = Plan()
+    resolve_teacher(tiny("method.name=kd", "teacher.data.params.quality=lq"), plan)
+    (teacher,) = plan.teachers
+    assert teacher.data.params["quality"] == "lq"
+    assert teacher.data.params["videos"] == 20  # the student's, kept: a merge, not a swap
+
+
 @pytest.mark.slow
 def test_a_student_trains_on_a_fraction_from_a_teacher_that_saw_everything(tiny, tmp_path):
     from kdbench.sweep import run_local

@@ -13,35 +13,40 @@ One module per step, each importing only those before it:
 - ``references``: published numbers and the difference to ours;
 - ``plots``: the figures; ``pages``: tables and the Markdown/HTML pages;
 - ``write``: the folder (README.md, index.html, runs.csv, tables/, plots/).
+
+The names below are imported from their module on first use, so that importing one light
+module (``kdbench.report.stats``, read by the command line) does not load pandas and
+matplotlib.
 """
 
-from kdbench.report.analysis import DatasetReport, Power, analyse, metric_label, pareto_mask
-from kdbench.report.frames import (
-    METRIC_LABELS,
-    ReportInputError,
-    history_frame,
-    load_runs,
-    runs_frame,
-    unique_runs,
-)
-from kdbench.report.references import REFERENCES, load_references, reference_deltas
-from kdbench.report.write import Report, write_report
+import importlib
 
-__all__ = [
-    "METRIC_LABELS",
-    "REFERENCES",
-    "DatasetReport",
-    "Power",
-    "Report",
-    "ReportInputError",
-    "analyse",
-    "history_frame",
-    "load_references",
-    "load_runs",
-    "metric_label",
-    "pareto_mask",
-    "reference_deltas",
-    "runs_frame",
-    "unique_runs",
-    "write_report",
-]
+EXPORTS = {
+    "DatasetReport": "analysis",
+    "Power": "analysis",
+    "analyse": "analysis",
+    "metric_label": "analysis",
+    "pareto_mask": "analysis",
+    "METRIC_LABELS": "frames",
+    "ReportInputError": "frames",
+    "history_frame": "frames",
+    "load_runs": "frames",
+    "runs_frame": "frames",
+    "unique_runs": "frames",
+    "REFERENCES": "references",
+    "load_references": "references",
+    "reference_deltas": "references",
+    "Report": "write",
+    "write_report": "write",
+}
+__all__ = sorted(EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in EXPORTS:
+        raise AttributeError(f"module 'kdbench.report' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"kdbench.report.{EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *EXPORTS])

@@ -15,10 +15,10 @@ import pandas as pd
 
 from kdbench.report.analysis import DatasetReport, Power, metric_label, with_variant
 from kdbench.report.frames import GROUP, TITLE
+from kdbench.report.stats import ALPHA, CONFIDENCE, MOST_SEEDS, POWER, TARGET_DIFFERENCE
 
 if TYPE_CHECKING:  # the report folder's summary; write imports this module
     from kdbench.report.write import Report
-from kdbench.report.stats import ALPHA, CONFIDENCE, MOST_SEEDS, POWER, TARGET_DIFFERENCE
 
 FLOPS_NOTE = "fvcore counts one multiply-add as one flop (GFLOPs = GMACs)"
 TEST_NOTE = (
