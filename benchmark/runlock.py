@@ -54,12 +54,17 @@ class RunLock:
             self.path.unlink(missing_ok=True)
 
     def try_take(self) -> bool:
+        """Create the lock with its content in one step (a hard link of a written temp file),
+        so another process never reads it half-written and takes it for a dead holder's."""
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        holder = {"pid": os.getpid(), "host": host(), "since": time.time()}
+        temp.write_text(json.dumps(holder))
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(temp, self.path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
-            json.dump({"pid": os.getpid(), "host": host(), "since": time.time()}, f)
+        finally:
+            temp.unlink(missing_ok=True)
         return True
 
     def heartbeat(self) -> None:
