@@ -21,6 +21,10 @@ from torch import Tensor, nn
 from kdbench.output import Output
 from kdbench.registry import MODELS
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "02231e6d1df9"
+
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=bias)

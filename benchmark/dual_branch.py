@@ -11,6 +11,10 @@ from kdbench.models import TimmNet
 from kdbench.output import Output
 from kdbench.registry import MODELS
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "aab081060501"
+
 BRANCHES = ("both", "spatial", "frequency")
 
 

@@ -2,6 +2,12 @@
 the pieces that compute its result (the method, kdbench's own models, the dataset's format).
 
 A changed default or a changed loss therefore gives a new run id instead of the old result.
+
+A piece's code version is its module's declared ``RESULT_VERSION`` when it has one (every shipped
+method, model and dataset does, so that moving code around keeps the ids; a change to what the
+module computes sets a new one, and ``tests/test_run_ids.py`` notices an edit that forgot to),
+else the digest of its module's source and of the kdbench modules it uses (a plugin's default:
+any edit gives new ids).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ def resolved(data: dict) -> dict:
 def code_version(data: dict) -> dict[str, str]:
     """The version of each piece of code that computes the result of config ``data``."""
     pieces = {
-        "method": source_digest(METHODS.get(data["method"]["name"])),
+        "method": piece_version(METHODS.get(data["method"]["name"])),
         "data": dataset_version(data["data"]["name"]),
         "student": model_version(data["student"]["name"]),
     }
@@ -71,26 +77,36 @@ def jsonable(value: Any) -> Any:
 
 def dataset_version(name: str) -> str:
     """A dataset's declared ``format_version`` (bumped whenever its items change), else the
-    digest of the code that reads it."""
+    version of the code that reads it."""
     cls = DATASETS.get(name)
     declared = getattr(cls, "format_version", None)
-    return f"format-{declared}" if declared is not None else source_digest(cls)
+    return f"format-{declared}" if declared is not None else piece_version(cls)
 
 
 def model_version(name: str) -> str:
     """kdbench's own model code; timm models add timm's version."""
     if name in MODELS:
-        return source_digest(MODELS.get(name))
+        return piece_version(MODELS.get(name))
     from kdbench.models import TimmNet
 
-    return f"{source_digest(TimmNet)}+timm-{package_version('timm')}"
+    return f"{piece_version(TimmNet)}+timm-{package_version('timm')}"
+
+
+def piece_version(obj: Any) -> str:
+    """The ``RESULT_VERSION`` of the module defining ``obj``, else its :func:`source_digest`."""
+    declared = getattr(sys.modules[defining_module(obj)], "RESULT_VERSION", None)
+    return str(declared) if declared is not None else source_digest(obj)
 
 
 def source_digest(obj: Any) -> str:
     """sha256 (12 hex) of the source of ``obj``'s module and of the kdbench modules it uses."""
+    return module_digest(defining_module(obj))
+
+
+def defining_module(obj: Any) -> str:
     while isinstance(obj, partial):
         obj = obj.func
-    return module_digest(obj.__module__)
+    return obj.__module__
 
 
 @cache

@@ -11,6 +11,10 @@ from torch import Tensor, nn
 from kdbench.output import Output
 from kdbench.registry import MODELS, UnknownNameError, unknown_message
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "b4b4ebec112f"
+
 
 class TimmNet(nn.Module):
     """A timm model returning ``Output``: ``stage1..stageN`` from ``forward_intermediates``,

@@ -21,6 +21,10 @@ from kdbench.datasets.crops import CropDataset, check_split, frames_per_video, l
 from kdbench.datasets.preprocess import VideoJob
 from kdbench.registry import DATASETS
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "005b26cebc3c"
+
 NAME = "celebdf"
 FOLDERS = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}  # our label: 1 = fake
 TEST_LIST = "List_of_testing_videos.txt"

@@ -29,6 +29,10 @@ from kdbench.datasets.crops import (
 from kdbench.datasets.preprocess import VideoJob, sample_indices
 from kdbench.registry import DATASETS, unknown_message
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "ad1d014d11d1"
+
 NAME = "ff++"
 CLASSIC = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 COMPRESSIONS = ("raw", "c0", "c23", "c40")  # raw and c0 are the same lossless version

@@ -17,6 +17,10 @@ from kdbench.datasets.crops import SPLITS, CropDataset, check_split, frames_per_
 from kdbench.datasets.preprocess import VideoJob
 from kdbench.registry import DATASETS
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "8191926e2067"
+
 NAME = "folder"
 CLASSES = {"real": 0, "fake": 1}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}

@@ -19,6 +19,10 @@ from kdbench.methods.common import (
 from kdbench.output import Output
 from kdbench.registry import METHODS
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "d38ddabe984f"
+
 AUTO_STAGES = 3  # auto pairs the deepest three stages whose maps are large enough
 MIN_AREA = 16  # 4×4: smaller maps dominate the loss, which scales as 1/(H·W)
 

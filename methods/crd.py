@@ -13,6 +13,10 @@ from kdbench.methods.common import kd_term, teacher_output
 from kdbench.output import Output
 from kdbench.registry import METHODS, unknown_message
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "d4734f6f860e"
+
 EPS = 1e-7
 NEGATIVES = ("other-class", "uniform")
 

@@ -6,6 +6,10 @@ from kdbench.method import Context
 from kdbench.methods.two_in_one import PROJECTOR_CHANNELS, BranchDistillation
 from kdbench.registry import METHODS
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "41cb731fca2b"
+
 
 @METHODS.register("feat-spatial")
 class FeatSpatial(BranchDistillation):

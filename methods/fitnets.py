@@ -20,6 +20,10 @@ from kdbench.methods.common import (
 from kdbench.output import Output
 from kdbench.registry import METHODS
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "7649d0a0eb8f"
+
 
 @METHODS.register("fitnets")
 class FitNets(Method):

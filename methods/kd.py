@@ -10,6 +10,10 @@ from kdbench.methods.common import kd_loss
 from kdbench.output import Output
 from kdbench.registry import METHODS
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "5999d000402a"
+
 
 @METHODS.register("kd")
 class KD(Method):

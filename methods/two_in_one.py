@@ -14,6 +14,10 @@ from kdbench.methods.common import conv_projector, feature_map, kd_loss, match_s
 from kdbench.output import Output
 from kdbench.registry import METHODS, unknown_message
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "66c62783cfb8"
+
 FEATURE_LOSSES = ("dct", "mse")
 HOMOGENIZERS = ("magnitude", "pcgrad", "none")
 BRANCHES = ("spatial", "frequency")

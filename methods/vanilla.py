@@ -9,6 +9,10 @@ from kdbench.method import Context, Method
 from kdbench.output import Output
 from kdbench.registry import METHODS
 
+# The version of what this module computes, part of every run id that uses it (kdbench.identity).
+# Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
+RESULT_VERSION = "8d3393c39a3e"
+
 
 @METHODS.register("vanilla")
 class Vanilla(Method):
