@@ -87,7 +87,7 @@ def model_version(name: str) -> str:
     """kdbench's own model code; timm models add timm's version."""
     if name in MODELS:
         return piece_version(MODELS.get(name))
-    from kdbench.models import TimmNet
+    from kdbench.models.timm_net import TimmNet
 
     return f"{piece_version(TimmNet)}+timm-{package_version('timm')}"
 

@@ -116,8 +116,6 @@ def import_file(path: Path, given: str) -> None:
 
 
 METHODS: Registry = Registry("method", ("kdbench.methods",), group="kdbench.methods")
-MODELS: Registry = Registry(
-    "model", ("kdbench.dual_branch", "kdbench.cifar_models"), group="kdbench.models"
-)
+MODELS: Registry = Registry("model", ("kdbench.models",), group="kdbench.models")
 DATASETS: Registry = Registry("dataset", ("kdbench.datasets",), group="kdbench.datasets")
 DETECTORS: Registry = Registry("detector", ("kdbench.datasets.detectors",), "kdbench.detectors")

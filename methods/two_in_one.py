@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdbench.frequency import dct2
 from kdbench.method import Context, Method
 from kdbench.methods.common import conv_projector, feature_map, kd_loss, match_spatial
+from kdbench.models.frequency import dct2
 from kdbench.output import Output
 from kdbench.registry import METHODS, unknown_message
 

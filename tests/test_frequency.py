@@ -9,9 +9,9 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import Tensor, nn
 
-from kdbench.dual_branch import DualBranch
-from kdbench.frequency import BANDS, FAD, LFS, band_masks, dct2, dct_matrix, idct2
 from kdbench.models import build_model
+from kdbench.models.dual_branch import DualBranch
+from kdbench.models.frequency import BANDS, FAD, LFS, band_masks, dct2, dct_matrix, idct2
 
 SIZE = 32  # the dual-branch tests' image size
 BACKBONES = {"spatial": "resnet10t", "frequency": "mobilenetv3_small_050"}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kdbench.config import build_config, load_preset, preset_names
 from kdbench.identity import defining_module, module_digest
-from kdbench.models import TimmNet
+from kdbench.models.timm_net import TimmNet
 from kdbench.registry import DATASETS, METHODS, MODELS
 from kdbench.sweep import expand, load_spec
 

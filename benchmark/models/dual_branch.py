@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdbench.frequency import BANDS, FAD, LFS
-from kdbench.models import TimmNet
+from kdbench.models.frequency import BANDS, FAD, LFS
+from kdbench.models.timm_net import TimmNet
 from kdbench.output import Output
 from kdbench.registry import MODELS
 
