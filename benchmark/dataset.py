@@ -38,6 +38,15 @@ import torch
 
 from kdbench.errors import ConfigError
 
+SPLITS = ("train", "val", "test")
+
+
+def check_split(split: str) -> None:
+    """Every dataset's first check: ``split`` is one of :data:`SPLITS`."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid values: {SPLITS}")
+
+
 ITEM_KEYS = ("image", "label", "index")  # every item has these
 OPTIONAL_ITEM_KEYS = ("video", "view")
 PER_ITEM = ("labels", "videos", "kinds")  # optional attributes: one entry per item

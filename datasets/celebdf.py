@@ -17,7 +17,8 @@ import hashlib
 from pathlib import Path
 
 from kdbench.config import ConfigError
-from kdbench.datasets.crops import CropDataset, check_split, frames_per_video, load_manifest
+from kdbench.dataset import check_split
+from kdbench.datasets.crops import CropDataset, frames_per_video, load_manifest
 from kdbench.datasets.preprocess import VideoJob
 from kdbench.registry import DATASETS
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from kdbench.config import ConfigError
+from kdbench.dataset import check_split
 from kdbench.registry import DATASETS
 
 # The version of what this module computes, part of every run id that uses it (kdbench.identity).
@@ -30,7 +31,6 @@ PAD = 4
 # per-channel statistics of the CIFAR-100 training images (as in RepDistiller)
 MEAN = (0.5071, 0.4867, 0.4408)
 STD = (0.2675, 0.2565, 0.2761)
-SPLITS = ("train", "val", "test")
 SAFE_GLOBALS = {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
@@ -114,8 +114,7 @@ class CIFAR100(Dataset):
     ) -> None:
         """``val_size``: images held out of train as the val split (balanced by class, chosen
         by ``seed``). 0: val is the test set, as RepDistiller and most leaderboards report."""
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid values: {SPLITS}")
+        check_split(split)
         folder = cifar_folder(root)
         from_test = split == "test" or (split == "val" and val_size == 0)
         images, labels = read_batch(folder / ("test" if from_test else "train"))

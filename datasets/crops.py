@@ -14,8 +14,6 @@ from kdbench.config import ConfigError
 from kdbench.datasets.preprocess import MANIFEST, read_manifest, sample_indices
 from kdbench.datasets.synthff import IMAGENET_MEAN, IMAGENET_STD
 
-SPLITS = ("train", "val", "test")
-
 
 class CropDataset(Dataset):
     """Images listed in ``table`` (columns ``path`` relative to ``folder``, ``label``, ``video``).
@@ -63,11 +61,6 @@ class CropDataset(Dataset):
             "video": str(self.videos[index]),
             "index": index,
         }
-
-
-def check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid values: {SPLITS}")
 
 
 def prepared_folder(root: str | Path | None, name: str) -> Path:

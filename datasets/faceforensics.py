@@ -19,13 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from kdbench.config import ConfigError
-from kdbench.datasets.crops import (
-    SPLITS,
-    CropDataset,
-    check_split,
-    frames_per_video,
-    load_manifest,
-)
+from kdbench.dataset import SPLITS, check_split
+from kdbench.datasets.crops import CropDataset, frames_per_video, load_manifest
 from kdbench.datasets.preprocess import VideoJob, sample_indices
 from kdbench.registry import DATASETS, unknown_message
 

@@ -13,7 +13,8 @@ import pandas as pd
 from PIL import Image
 
 from kdbench.config import ConfigError
-from kdbench.datasets.crops import SPLITS, CropDataset, check_split, frames_per_video
+from kdbench.dataset import SPLITS, check_split
+from kdbench.datasets.crops import CropDataset, frames_per_video
 from kdbench.datasets.preprocess import VideoJob
 from kdbench.registry import DATASETS
 

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from kdbench.dataset import check_split
 from kdbench.registry import DATASETS
 from kdbench.results import cache_root
 
 QUALITIES = ("raw", "hq", "lq")
-SPLITS = ("train", "val", "test")
 FAKE_KINDS = ("spatial", "frequency", "both")
 FORMAT_VERSION = 2
 CONTOUR_POINTS = 17
@@ -467,8 +467,7 @@ class SynthFF(Dataset):
         augment: bool = True,
         cache: bool = True,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid values: {SPLITS}")
+        check_split(split)
         self.spec = SynthFFSpec(videos=videos, frames=frames, size=size, quality=quality, seed=seed)
         corpus = load(self.spec, cache=cache)
         keep = np.flatnonzero(corpus.splits == split)

@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 
 from kdbench.config import ConfigError
+from kdbench.dataset import SPLITS
 from kdbench.datasets.faceforensics import MANIPULATED, ORIGINALS
-from kdbench.datasets.synthff import SPLITS, SynthFFCorpus, SynthFFSpec, generate
+from kdbench.datasets.synthff import SynthFFCorpus, SynthFFSpec, generate
 
 COMPRESSION = {"raw": "c0", "hq": "c23", "lq": "c40"}
 FPS = 25

@@ -12,6 +12,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from kdbench.dataset import SPLITS
 from kdbench.datasets import synthff
 from kdbench.datasets.synthff import SynthFF, SynthFFSpec, generate, load
 from kdbench.registry import DATASETS
@@ -95,11 +96,11 @@ def test_videos_are_consistent_and_split_whole(corpora) -> None:
         for field in (corpus.labels, corpus.artifacts, corpus.splits):
             assert len(set(field[idx])) == 1
     video_split = {name: corpus.splits[idx[0]] for name, idx in videos.items()}
-    shares = {s: list(video_split.values()).count(s) / len(videos) for s in synthff.SPLITS}
+    shares = {s: list(video_split.values()).count(s) / len(videos) for s in SPLITS}
     assert shares["train"] == pytest.approx(0.7, abs=0.05)
     assert shares["val"] == pytest.approx(0.1, abs=0.05)
     assert shares["test"] == pytest.approx(0.2, abs=0.05)
-    for split in synthff.SPLITS:
+    for split in SPLITS:
         assert corpus.labels[corpus.splits == split].mean() == pytest.approx(0.5, abs=0.1)
 
 
