@@ -8,7 +8,7 @@ Items (``dataset[i]``), a dict with:
 
 - ``image``: a float tensor ``[C, H, W]`` (normalised; every item the same shape);
 - ``label``: an int64 scalar tensor (or int) in ``[0, num_classes)``; for two classes 1 = fake;
-- ``index``: ``i`` itself (per-kind metrics and methods with ``needs_index`` read it);
+- ``index``: ``i`` itself (per-kind metrics and methods such as CRD read it);
 - optional ``video``: the key of the video the frame comes from (its full relative path, so
   ``Deepfakes/071_054`` and ``Face2Face/071_054`` differ): video-level metrics need it;
 - optional ``view``: which fixed augmented view the item is (see ``num_views``).

@@ -6,8 +6,8 @@ A changed default or a changed loss therefore gives a new run id instead of the 
 A piece's code version is its module's declared ``RESULT_VERSION`` when it has one (every shipped
 method, model and dataset does, so that moving code around keeps the ids; a change to what the
 module computes sets a new one, and ``tests/test_run_ids.py`` notices an edit that forgot to),
-else the digest of its module's source and of the kdbench modules it uses (a plugin's default:
-any edit gives new ids).
+else the digest of its module's source and of every kdbench module it uses, transitively (a
+plugin's default: any edit to it or to what it uses gives new ids).
 """
 
 from __future__ import annotations
@@ -119,13 +119,21 @@ def module_digest(name: str) -> str:
 
 
 def code_modules(module: types.ModuleType) -> set[types.ModuleType]:
-    """``module`` and the kdbench modules its globals come from (one level deep)."""
-    found = {module}
-    for value in vars(module).values():
-        owner = value if isinstance(value, types.ModuleType) else module_of(value)
-        if owner is not None and is_code(owner.__name__):
-            found.add(owner)
+    """``module`` and every kdbench module its globals come from, and theirs (transitively)."""
+    found, todo = set(), [module]
+    while todo:
+        current = todo.pop()
+        if current in found:
+            continue
+        found.add(current)
+        todo.extend(uses(current))
     return found
+
+
+def uses(module: types.ModuleType) -> list[types.ModuleType]:
+    """The kdbench code modules that ``module``'s globals come from."""
+    owners = (v if isinstance(v, types.ModuleType) else module_of(v) for v in vars(module).values())
+    return [m for m in owners if m is not None and is_code(m.__name__)]
 
 
 def module_of(value: Any) -> types.ModuleType | None:

@@ -35,14 +35,14 @@ class Method(nn.Module):
     """A distillation method. Its own parameters (projectors, embeddings) train with the student.
 
     Subclasses set ``description`` (one line for ``kdbench list``), override ``losses`` and,
-    rarely, ``backward``. Class attributes declare what the method needs from the harness:
-    ``needs_teacher`` and ``needs_index`` (the batch carries ``"index"``, each sample's position
-    in the training split).
+    rarely, ``backward``. ``needs_teacher = False`` declares a method that trains without a
+    teacher. Every batch carries the dataset contract's keys (``kdbench.dataset``): ``image``,
+    ``label``, ``index`` (each sample's position in the training split) and, where the dataset
+    has them, ``video`` and ``view``.
     """
 
     description: ClassVar[str] = ""
     needs_teacher: ClassVar[bool] = True
-    needs_index: ClassVar[bool] = False
 
     def __init__(self, ctx: Context) -> None:
         super().__init__()

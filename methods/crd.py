@@ -24,7 +24,6 @@ NEGATIVES = ("other-class", "uniform")
 @METHODS.register("crd")
 class CRD(Method):
     description = "CRD (Tian et al. 2020): NCE between student and teacher embeddings, memory banks"
-    needs_index = True
 
     def __init__(
         self,

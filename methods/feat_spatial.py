@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kdbench.method import Context
-from kdbench.methods.two_in_one import PROJECTOR_CHANNELS, BranchDistillation
+from kdbench.methods.branches import PROJECTOR_CHANNELS, BranchDistillation
 from kdbench.registry import METHODS
 
 # The version of what this module computes, part of every run id that uses it (kdbench.identity).

@@ -8,7 +8,8 @@ import scipy.fft
 import torch
 
 from kdbench.method import Context, build_method
-from kdbench.methods.two_in_one import feature_distance, pcgrad
+from kdbench.methods.branches import feature_distance
+from kdbench.methods.two_in_one import pcgrad
 from kdbench.models import TimmNet, build_model
 from kdbench.output import Output
 from kdbench.registry import METHODS
