@@ -39,6 +39,9 @@ import torch
 from kdbench.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
+# the channel statistics every shipped image dataset normalises with (timm's ImageNet defaults)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def check_split(split: str) -> None:

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import Dataset
 
 from kdbench.config import ConfigError
+from kdbench.dataset import IMAGENET_MEAN, IMAGENET_STD
 from kdbench.datasets.preprocess import MANIFEST, read_manifest, sample_indices
-from kdbench.datasets.synthff import IMAGENET_MEAN, IMAGENET_STD
 
 
 class CropDataset(Dataset):

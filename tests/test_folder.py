@@ -12,10 +12,9 @@ from video_trees import clip
 
 from kdbench.cli import main
 from kdbench.config import ConfigError
-from kdbench.dataset import check_dataset
+from kdbench.dataset import IMAGENET_MEAN, IMAGENET_STD, check_dataset
 from kdbench.datasets.folder import FolderDataset
 from kdbench.datasets.preprocess import read_manifest
-from kdbench.datasets.synthff import IMAGENET_MEAN, IMAGENET_STD
 
 
 def image(path: Path, value: int, size: tuple[int, int] = (10, 12)) -> None:

@@ -12,8 +12,8 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from kdbench.dataset import SPLITS
-from kdbench.datasets import synthff
+from kdbench.dataset import IMAGENET_MEAN, IMAGENET_STD, SPLITS
+from kdbench.datasets import synthff, synthff_faces, synthff_forgery
 from kdbench.datasets.synthff import SynthFF, SynthFFSpec, generate, load
 from kdbench.registry import DATASETS
 
@@ -58,7 +58,7 @@ def test_shapes_dtypes_and_ranges(corpora) -> None:
     assert corpus.images.shape == (n, 64, 64, 3) and corpus.images.dtype == np.uint8
     assert corpus.labels.shape == (n,) and corpus.labels.dtype == np.int64
     assert corpus.masks.shape == (n, 64, 64) and corpus.masks.dtype == np.float32
-    assert corpus.landmarks.shape == (n, synthff.NUM_LANDMARKS, 2)
+    assert corpus.landmarks.shape == (n, synthff_faces.NUM_LANDMARKS, 2)
     assert corpus.landmarks.dtype == np.float32
     assert len(corpus.videos) == len(corpus.artifacts) == len(corpus.splits) == n
     assert corpus.images.std() > 30
@@ -170,7 +170,7 @@ def test_frequency_artifact_is_periodic_only_in_frequency_fakes() -> None:
     spec = SynthFFSpec(quality="raw", **SMALL)
     corpus = generate(spec)
     _, pristine, _ = synthff.draw(spec)
-    pristine = synthff.compress(pristine, None)
+    pristine = synthff_forgery.compress(pristine, None)
     for kind, should_peak in (("frequency", True), ("both", True), ("spatial", False)):
         rows = corpus.artifacts == kind
         fake = upsampling_peak(corpus.images[rows], corpus.masks[rows])
@@ -187,11 +187,11 @@ def test_spatial_artifact_is_a_colour_shift_that_grey_and_luma_do_not_show() -> 
     rows = corpus.artifacts == "spatial"
     diff = corpus.images[rows].astype(np.float32) - np.rint(np.clip(pristine[rows], 0, 255))
     inside = corpus.masks[rows] > 0.5
-    grey_axis = 1 / np.array(synthff.IMAGENET_STD, np.float32)  # LFS: mean of normalised RGB
-    luma_axis = np.array(synthff.JPEG_LUMA, np.float32)
+    grey_axis = 1 / np.array(IMAGENET_STD, np.float32)  # LFS: mean of normalised RGB
+    luma_axis = np.array(synthff_forgery.JPEG_LUMA, np.float32)
     grey = diff @ (grey_axis / np.linalg.norm(grey_axis))  # all three in grey levels
     luma = diff @ (luma_axis / np.linalg.norm(luma_axis))
-    chroma = diff @ synthff.CHROMA_AXIS.astype(np.float32)
+    chroma = diff @ synthff_forgery.CHROMA_AXIS.astype(np.float32)
     # rounding to uint8 (and clipping a few saturated pixels) is all that grey and luma see
     assert np.abs(grey[inside]).mean() < 1 and np.abs(luma[inside]).mean() < 1
     assert np.abs(chroma[inside]).mean() > 15
@@ -211,7 +211,7 @@ def boundary_ratios(quality: str, kind: str) -> np.ndarray:
     spec = SynthFFSpec(quality=quality, **SMALL)
     corpus = generate(spec)
     _, pristine, _ = synthff.draw(spec)
-    pristine = synthff.compress(pristine, spec.jpeg_quality)
+    pristine = synthff_forgery.compress(pristine, spec.jpeg_quality)
     ratios = []
     for i in np.flatnonzero(corpus.artifacts == kind):
         mask = corpus.masks[i] / corpus.masks[i].max()
@@ -237,8 +237,8 @@ def test_dataset_items(cache_root) -> None:
     corpus = load(data.spec)
     rows = np.flatnonzero(corpus.splits == "test")
     assert len(data) == len(rows) == len(data.videos) == len(data.labels)
-    mean = torch.tensor(synthff.IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(synthff.IMAGENET_STD).view(3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     for position, row in enumerate(rows):
         item = data[position]
         assert set(item) == {"image", "label", "video", "index", "view"} and item["view"] == 0

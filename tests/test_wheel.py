@@ -45,7 +45,7 @@ def test_the_installed_package_is_not_the_checkout(installed, tmp_path):
     code = (
         "import kdbench, kdbench.methods, kdbench.models\n"
         "from kdbench.report.references import REFERENCES, load_references\n"
-        "assert len(load_references(REFERENCES)) > 10  # the published numbers ship as package data\n"
+        "assert len(load_references(REFERENCES)) > 10\n"  # the published numbers are package data
         "print(kdbench.__file__)"
     )
     done = subprocess.run(
