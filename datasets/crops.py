@@ -12,7 +12,8 @@ from torch.utils.data import Dataset
 
 from kdbench.config import ConfigError
 from kdbench.dataset import IMAGENET_MEAN, IMAGENET_STD
-from kdbench.datasets.preprocess import MANIFEST, read_manifest, sample_indices
+from kdbench.datasets.manifest import MANIFEST, read_manifest
+from kdbench.datasets.preprocess import sample_indices
 
 
 class CropDataset(Dataset):

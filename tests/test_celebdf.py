@@ -15,7 +15,8 @@ from kdbench.config import ConfigError, build_config
 from kdbench.dataset import check_dataset
 from kdbench.datasets import celebdf, faceforensics
 from kdbench.datasets.celebdf import CelebDF, held_out, read_test_list, video_jobs
-from kdbench.datasets.preprocess import prepare, read_manifest
+from kdbench.datasets.manifest import read_manifest
+from kdbench.datasets.preprocess import prepare
 
 TEST_LIST = """1 Celeb-real/id0_0000.mp4
 0 Celeb-synthesis/id0_id1_0000.mp4

@@ -17,7 +17,8 @@ from kdbench.config import ConfigError
 from kdbench.dataset import check_dataset
 from kdbench.datasets import faceforensics
 from kdbench.datasets.faceforensics import FaceForensics, read_splits, video_jobs
-from kdbench.datasets.preprocess import prepare, read_manifest
+from kdbench.datasets.manifest import read_manifest
+from kdbench.datasets.preprocess import prepare
 from kdbench.metrics import classification_metrics
 
 

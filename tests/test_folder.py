@@ -14,7 +14,7 @@ from kdbench.cli import main
 from kdbench.config import ConfigError
 from kdbench.dataset import IMAGENET_MEAN, IMAGENET_STD, check_dataset
 from kdbench.datasets.folder import FolderDataset
-from kdbench.datasets.preprocess import read_manifest
+from kdbench.datasets.manifest import read_manifest
 
 
 def image(path: Path, value: int, size: tuple[int, int] = (10, 12)) -> None:

@@ -9,6 +9,7 @@ from video_trees import clip, junk
 from kdbench.config import ConfigError
 from kdbench.datasets import preprocess
 from kdbench.datasets.detectors import HaarDetector
+from kdbench.datasets.manifest import read_manifest
 from kdbench.datasets.preprocess import (
     CropSettings,
     VideoError,
@@ -16,7 +17,6 @@ from kdbench.datasets.preprocess import (
     face_box,
     prepare,
     read_frames,
-    read_manifest,
     sample_indices,
     square_box,
 )
