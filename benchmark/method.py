@@ -21,7 +21,9 @@ class Context:
     ``student`` / ``teacher`` are real outputs on a 2-sample batch (shapes of every feature);
     ``teacher`` is ``None`` for methods that need no teacher. ``train_labels``: the label of
     each training sample, ``[num_samples]`` int64, in the order of the batches' ``"index"``
-    (``None`` when the dataset does not expose them).
+    (``None`` when the dataset does not expose them). ``total_epochs`` and ``steps_per_epoch``:
+    the run's schedule (``train.epochs``, and the optimiser steps of one epoch), for warm-ups
+    relative to it; the harness sets both, the defaults only serve tests.
     """
 
     student: Output
@@ -29,6 +31,8 @@ class Context:
     num_classes: int
     num_samples: int  # size of the training split (CRD's memory banks)
     train_labels: Tensor | None = None  # CRD's negatives from other classes
+    total_epochs: int = 1
+    steps_per_epoch: int = 1
 
 
 class Method(nn.Module):
