@@ -39,10 +39,15 @@ def write_json(path: Path, record: dict) -> None:
 def write_atomic(path: Path, data: bytes | memoryview) -> None:
     """Write ``data`` to ``path`` through a temp file unique to this process, fsynced and renamed
     into place: a reader sees the old file or the new one, never half. A failed write (a full
-    or read-only disk) leaves no temp file, and its ``OSError`` names ``path``."""
+    or read-only disk) leaves no temp file, and its ``OSError`` names ``path``.
+
+    One permission policy for everything kdbench writes (run JSONs, checkpoints, caches,
+    manifests): that of a file ``open`` creates, ``0o666`` less the umask (mkstemp alone would
+    make it owner-only)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -54,6 +59,13 @@ def write_atomic(path: Path, data: bytes | memoryview) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class DamagedResult(ValueError):

@@ -4,8 +4,6 @@ and ``manifest.csv`` with one row per crop (the table every face-crop dataset re
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from kdbench.config import ConfigError
+from kdbench.results import write_atomic
 
 if TYPE_CHECKING:
     from kdbench.datasets.preprocess import CropSettings, VideoJob
@@ -31,9 +30,7 @@ def frame_name(index: int) -> str:
 
 
 def write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
+    write_atomic(path, text.encode())
 
 
 def read_marker(folder: Path) -> dict | None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from kdbench.dataset import IMAGENET_MEAN, IMAGENET_STD, check_split
 from kdbench.datasets.synthff_faces import render_all, sample_scenes
 from kdbench.datasets.synthff_forgery import compress, forge
 from kdbench.registry import DATASETS
-from kdbench.results import cache_root
+from kdbench.results import cache_root, write_atomic
 
 QUALITIES = ("raw", "hq", "lq")
 FAKE_KINDS = ("spatial", "frequency", "both")
@@ -123,10 +122,9 @@ def write_corpus(corpus: SynthFFCorpus, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = dataclasses.asdict(corpus)
     arrays["videos"] = np.array(corpus.videos)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        np.savez_compressed(tmp, **arrays)
-    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes it private
-    os.replace(tmp.name, path)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(path, buffer.getbuffer())
 
 
 def read_corpus(path: Path) -> SynthFFCorpus:
