@@ -293,5 +293,23 @@ def load_preset(name: str, kind: str = "run") -> dict:
 
 
 def build_config(data: dict, overrides: list[str] = ()) -> RunConfig:
-    """A run config from YAML data and overrides, every parameter default written out."""
-    return from_dict(RunConfig, apply_overrides(data, list(overrides))).resolved()
+    """A run config from YAML data and overrides, every parameter default written out. Unknown
+    keys, wrong types and unknown method or dataset names fail before anything heavy is
+    imported (resolving the defaults imports the method and dataset code)."""
+    cfg = from_dict(RunConfig, apply_overrides(data, list(overrides)))
+    check_names(cfg)
+    return cfg.resolved()
+
+
+def check_names(cfg: RunConfig) -> None:
+    """Unknown method and dataset names as one did-you-mean line, without importing them."""
+    from kdbench.registry import DATASETS, METHODS, UnknownNameError
+
+    checks = [(METHODS, cfg.method.name, "method.name"), (DATASETS, cfg.data.name, "data.name")]
+    if cfg.data.test:
+        checks.append((DATASETS, cfg.data.test.name, "data.test.name"))
+    for registry, name, key in checks:
+        try:
+            registry.check_name(name)
+        except UnknownNameError as err:
+            raise ConfigError(f"{key}: {err}") from None
