@@ -133,9 +133,9 @@ def first_line(doc: str | None) -> str:
 
 
 def cmd_run(args) -> int:
-    from kdbench.harness import run, trusted_result, validate
     from kdbench.results import check_writable
     from kdbench.sweep import Plan, resolve_teacher, run_local
+    from kdbench.train import run, trusted_result, validate
 
     if args.config and "=" in args.config:  # argparse took the first override for the file
         args.overrides.insert(0, args.config)
@@ -209,8 +209,8 @@ def print_summary(records: list[dict], title: str) -> None:
 def cmd_flops(args) -> None:
     import yaml
 
-    from kdbench.cost import FLOP_CONVENTION, measure_cost
     from kdbench.models import build_model
+    from kdbench.train.cost import FLOP_CONVENTION, measure_cost
 
     kwargs = dict(parse_kwarg(text) for text in args.kwargs)
     model = build_model(args.model, args.num_classes, **kwargs)
@@ -233,7 +233,7 @@ def parse_kwarg(text: str) -> tuple[str, object]:
 
 
 def cmd_bench(args) -> int:
-    from kdbench.bench import (
+    from kdbench.train.speed import (
         bench_methods,
         bench_table,
         precision_gap,
@@ -256,7 +256,7 @@ def cmd_bench(args) -> int:
 
 
 def print_verdicts(args) -> int:
-    from kdbench.bench import STUDENT, TEACHER, precision_verdict, verdict_line
+    from kdbench.train.speed import STUDENT, TEACHER, precision_verdict, verdict_line
 
     if args.precision:
         name, *pairs = args.precision

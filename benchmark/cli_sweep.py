@@ -101,7 +101,7 @@ def add_spec(p: argparse.ArgumentParser) -> None:
 
 def load_plan(args) -> tuple[str, Plan]:
     """The sweep's name and its plan, every run validated before anything is written."""
-    from kdbench.harness import validate
+    from kdbench.train import validate
 
     if args.spec and "=" in args.spec:  # argparse took the first override for the file
         args.overrides.insert(0, args.spec)
@@ -222,7 +222,7 @@ def run_on_slurm(
 
 
 def tracker(total: int) -> Tracker:
-    from kdbench.harness import show_progress  # imports torch
+    from kdbench.train import show_progress  # imports torch
 
     return Tracker(total, say, show_progress(None), console)
 

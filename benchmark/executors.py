@@ -89,7 +89,7 @@ class TrainJob(Checkpointable):
         self.requeues = 0
 
     def __call__(self, cfg: RunConfig) -> dict:
-        from kdbench.harness import run  # torch is imported on the node, not by the submitter
+        from kdbench.train import run  # torch is imported on the node, not by the submitter
 
         for module in self.plugins:
             load_plugin(module)

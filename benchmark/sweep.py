@@ -170,7 +170,7 @@ def add(runs: list[RunConfig], cfg: RunConfig, seen: set[str]) -> None:
 
 def run_local(plan: Plan, results: Path, progress: bool | None = None, log=print) -> list[dict]:
     """Run every run of ``plan`` in this process, in order; failures are recorded, not fatal."""
-    from kdbench.harness import run  # the harness imports torch; planning need not
+    from kdbench.train import run  # a run imports torch; planning need not
 
     records = []
     for i, cfg in enumerate(plan.runs(), 1):

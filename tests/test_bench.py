@@ -5,7 +5,7 @@ import os
 import pytest
 from rich.console import Console
 
-from kdbench.bench import cache_at, suite_table, suite_wall_time
+from kdbench.train.speed import cache_at, suite_table, suite_wall_time
 
 pytestmark = pytest.mark.slow
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from video_trees import SETTINGS, clip, ff_tree, junk
 
-from kdbench import harness
 from kdbench.config import ConfigError, build_config
 from kdbench.dataset import check_dataset
 from kdbench.datasets import celebdf, faceforensics
 from kdbench.datasets.celebdf import CelebDF, held_out, read_test_list, video_jobs
 from kdbench.datasets.manifest import read_manifest
 from kdbench.datasets.preprocess import prepare
+from kdbench.train import run, validate
 
 TEST_LIST = """1 Celeb-real/id0_0000.mp4
 0 Celeb-synthesis/id0_id1_0000.mp4
@@ -129,7 +129,7 @@ def test_train_on_ff_test_on_celebdf_in_one_config(prepared, tmp_path):
             "train": {"epochs": 1},
         }
     )
-    record = harness.run(cfg, tmp_path / "results")
+    record = run(cfg, tmp_path / "results")
     assert record["status"] == "done"
     assert record["dataset"]["test_size"] == 3 * 3  # Celeb-DF's listed videos on disk
     assert record["dataset"]["val_size"] == 6 * 3  # FF++ val: 2 originals, 4 fakes
@@ -157,7 +157,7 @@ def test_the_test_dataset_parameters_are_validated_before_training():
     with pytest.raises(
         ConfigError, match="dataset 'celebdf': unknown parameter 'rot'; did you mean 'root'"
     ):
-        harness.validate(cfg)
+        validate(cfg)
 
 
 def test_celebdf_keeps_the_dataset_contract(prepared):

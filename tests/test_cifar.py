@@ -13,7 +13,6 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from kdbench import harness
 from kdbench.config import ConfigError, build_config
 from kdbench.dataset import check_dataset
 from kdbench.datasets.cifar import CIFAR100, MEAN, STD
@@ -21,6 +20,7 @@ from kdbench.method import Context, build_method
 from kdbench.models import build_model
 from kdbench.registry import MODELS
 from kdbench.sweep import expand, load_spec
+from kdbench.train import run, validate
 
 
 def write_batch(path: Path, images: np.ndarray, labels: list[int]) -> None:
@@ -177,7 +177,7 @@ def test_the_repdistiller_preset_expands_to_its_pairs_and_every_method_builds():
     x = torch.randn(2, 3, 32, 32)
     outputs = {}
     for cfg in plan.students:
-        harness.validate(cfg)
+        validate(cfg)
         if cfg.teacher is None:
             continue
         for name in (cfg.student.name, cfg.teacher.name):
@@ -200,7 +200,7 @@ def test_a_cifar_run_trains_and_reports_top5(cifar_root, tmp_path):
             "train": {"epochs": 1, "optimizer": "sgd", "lr": 0.05, "select": "acc"},
         }
     )
-    record = harness.run(cfg, tmp_path)
+    record = run(cfg, tmp_path)
     assert record["status"] == "done"
     assert set(record["best"]["test"]) == {"acc", "top5"}
     assert record["dataset"]["num_classes"] == 100 and record["dataset"]["test_size"] == 100

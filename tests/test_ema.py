@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-import kdbench.harness as harness
+import kdbench.train.loop as loop
 from kdbench.config import ConfigError
-from kdbench.ema import WeightAverage
 from kdbench.results import run_path
+from kdbench.train import run, validate
+from kdbench.train.ema import WeightAverage
 
 
 def test_the_average_follows_its_formula_with_warm_up():
@@ -42,12 +43,12 @@ def test_the_average_follows_its_formula_with_warm_up():
 @pytest.mark.slow
 def test_a_run_evaluates_and_saves_the_average_and_resumes_it(tiny, tmp_path, monkeypatch):
     cfg = tiny("train.epochs=3", "train.ema=0.8", "data.params.videos=60")
-    whole = harness.run(cfg, tmp_path / "whole")
-    plain = harness.run(tiny("train.epochs=3", "data.params.videos=60"), tmp_path / "plain")
+    whole = run(cfg, tmp_path / "whole")
+    plain = run(tiny("train.epochs=3", "data.params.videos=60"), tmp_path / "plain")
     assert [e["train"] for e in whole["history"]] == [e["train"] for e in plain["history"]]
     assert whole["history"][-1]["val"] != plain["history"][-1]["val"]  # another model scored
 
-    real_epoch = harness.train_epoch
+    real_epoch = loop.train_epoch
     calls = []
 
     def interrupted(setup, epoch, seed, progress):
@@ -56,10 +57,10 @@ def test_a_run_evaluates_and_saves_the_average_and_resumes_it(tiny, tmp_path, mo
             raise KeyboardInterrupt
         return real_epoch(setup, epoch, seed, progress)
 
-    monkeypatch.setattr(harness, "train_epoch", interrupted)
+    monkeypatch.setattr(loop, "train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        harness.run(cfg, tmp_path / "cut")
-    resumed = harness.run(cfg, tmp_path / "cut")
+        run(cfg, tmp_path / "cut")
+    resumed = run(cfg, tmp_path / "cut")
     assert calls == [0, 1, 2, 2]
     assert json.dumps(resumed["history"][-1]["val"]) == json.dumps(whole["history"][-1]["val"])
     saved = torch.load(tmp_path / "cut" / resumed["checkpoint"], weights_only=True)
@@ -69,4 +70,4 @@ def test_a_run_evaluates_and_saves_the_average_and_resumes_it(tiny, tmp_path, mo
     assert any(not torch.equal(saved[k], live[k]) for k in live if live[k].is_floating_point())
     assert run_path(tmp_path / "cut", cfg.run_id()).exists()
     with pytest.raises(ConfigError, match=r"train\.ema: expected a decay in \[0, 1\)"):
-        harness.validate(tiny("train.ema=1.5"))
+        validate(tiny("train.ema=1.5"))

@@ -19,7 +19,7 @@ from kdbench.datasets import faceforensics
 from kdbench.datasets.faceforensics import FaceForensics, read_splits, video_jobs
 from kdbench.datasets.manifest import read_manifest
 from kdbench.datasets.preprocess import prepare
-from kdbench.metrics import classification_metrics
+from kdbench.train.evaluate import classification_metrics
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kdbench.harness as harness
 from kdbench.config import RunConfig, build_config, load_preset
 from kdbench.sweep import Plan, resolve_teacher, run_local
-from kdbench.teacher import CacheWarning
+from kdbench.train import run
+from kdbench.train.cache import CacheWarning
 
 # conftest's ``tiny`` overrides (module fixtures cannot use it), with an fp32 teacher
 TINY = [
@@ -64,7 +64,7 @@ def clean(tmp_path_factory, corpus, weights) -> tuple[dict, Path]:
     """A kd run that built its teacher's cache: its record and the cache folder."""
     with pytest.MonkeyPatch.context() as mp:
         own_cache(tmp_path_factory.mktemp("clean") / "cache", corpus, mp)
-        record = harness.run(kd(weights), tmp_path_factory.mktemp("clean-results"))
+        record = run(kd(weights), tmp_path_factory.mktemp("clean-results"))
     assert record["teacher"]["cache"] is True
     return record, Path(record["teacher"]["cache_dir"])
 
@@ -117,7 +117,7 @@ def test_a_damaged_cache_is_named_set_aside_and_rebuilt(
     damaged = damage(folder)
     damaged_bytes = damaged.read_bytes()
     with pytest.warns(CacheWarning) as caught:
-        got = harness.run(kd(weights), tmp_path / "results")
+        got = run(kd(weights), tmp_path / "results")
     (line,) = [str(w.message) for w in caught if w.category is CacheWarning]
     assert str(damaged) in line and "set aside" in line and "\n" not in line
     (aside,) = outputs.glob(f"{folder.name}.damaged-*")
@@ -131,9 +131,9 @@ def test_a_damaged_cache_is_named_set_aside_and_rebuilt(
 
 CHILD = """
 import json, sys
-from kdbench import harness
 from kdbench.config import build_config, load_preset
-record = harness.run(build_config(load_preset("smoke"), sys.argv[2:]), sys.argv[1])
+from kdbench.train import run
+record = run(build_config(load_preset("smoke"), sys.argv[2:]), sys.argv[1])
 print(json.dumps({"status": record["status"], "teacher": record["teacher"]}))
 """
 

@@ -18,14 +18,15 @@ from pathlib import Path
 
 import pytest
 
-import kdbench.harness as harness
-from kdbench import identity, store
+import kdbench.train.loop as loop
+from kdbench import identity
 from kdbench.cli import main
 from kdbench.config import ConfigError
 from kdbench.datasets.synthff import SynthFF
 from kdbench.methods.vanilla import Vanilla
-from kdbench.results import load_results, run_path
+from kdbench.results import checkpoint_dir, load_results, run_path
 from kdbench.sweep import Plan, resolve_teacher, run_local
+from kdbench.train import checkpoint, run
 
 pytestmark = pytest.mark.slow
 
@@ -62,12 +63,12 @@ def tmpfs(path: Path, size: str, readonly: bool = False):
 
 def test_1_a_changed_method_default_gets_a_new_id_and_trains(tiny, tmp_path, monkeypatch):
     cfg = tiny()
-    first = harness.run(cfg, tmp_path, **QUIET)
+    first = run(cfg, tmp_path, **QUIET)
     assert first["config"]["method"]["params"] == {"aux_weight": 1.0}  # defaults written out
     monkeypatch.setitem(Vanilla.__init__.__kwdefaults__, "aux_weight", 0.5)
     changed = tiny()
     assert changed.run_id() != cfg.run_id()
-    second = harness.run(changed, tmp_path, **QUIET)
+    second = run(changed, tmp_path, **QUIET)
     assert second["config"]["method"]["params"] == {"aux_weight": 0.5}
     assert second["finished"] >= first["finished"] and len(load_results(tmp_path)) == 2
 
@@ -96,12 +97,12 @@ def test_1_a_changed_loss_and_format_version_get_new_ids(tiny, tmp_path, monkeyp
 
 def test_1_a_hit_says_when_and_rerun_recomputes(tiny, tmp_path, capsys):
     cfg = tiny()
-    first = harness.run(cfg, tmp_path)
-    again = harness.run(cfg, tmp_path)
+    first = run(cfg, tmp_path)
+    again = run(cfg, tmp_path)
     assert again["finished"] == first["finished"]
     assert f"already done (result of {first['finished']})" in capsys.readouterr().err
     time.sleep(1.1)  # "finished" has one-second resolution
-    fresh = harness.run(cfg, tmp_path, rerun=True)
+    fresh = run(cfg, tmp_path, rerun=True)
     assert fresh["finished"] > first["finished"] and fresh["resumed_from_epoch"] == 0
     assert "already done" not in capsys.readouterr().err
 
@@ -142,11 +143,11 @@ def test_5_a_stale_lock_of_a_dead_process_is_taken_over(tiny, tmp_path):
     cfg = tiny()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    lock = harness.checkpoint_dir(tmp_path, cfg.resolved().run_id()) / "run.lock"
+    lock = checkpoint_dir(tmp_path, cfg.resolved().run_id()) / "run.lock"
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename, "since": 0}))
     lines = []
-    record = harness.run(cfg, tmp_path, log=lines.append)
+    record = run(cfg, tmp_path, log=lines.append)
     assert record["status"] == "done" and not lock.exists()
     assert any("taking over the stale lock" in line for line in lines)
 
@@ -164,13 +165,13 @@ DAMAGE = {
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_6_a_damaged_last_checkpoint_is_set_aside_and_the_previous_used(damage, tiny, tmp_path):
     cfg = tiny("train.epochs=2", "train.keep_last=true")
-    whole = harness.run(cfg, tmp_path, **QUIET)
-    folder = harness.checkpoint_dir(tmp_path, cfg.run_id())
+    whole = run(cfg, tmp_path, **QUIET)
+    folder = checkpoint_dir(tmp_path, cfg.run_id())
     last = folder / "last.pt"
     last.write_bytes(DAMAGE[damage](last.read_bytes()))
     run_path(tmp_path, cfg.run_id()).unlink()  # as if the run had been killed after epoch 2
     lines = []
-    record = harness.run(cfg, tmp_path, log=lines.append)
+    record = run(cfg, tmp_path, log=lines.append)
     assert record["status"] == "done" and record["resumed_from_epoch"] == 1  # from prev.pt
     assert [e["epoch"] for e in record["history"]] == [1, 2]
     assert record["history"][1]["test"] == whole["history"][1]["test"]  # same numbers
@@ -182,12 +183,12 @@ def test_6_a_damaged_last_checkpoint_is_set_aside_and_the_previous_used(damage, 
 
 def test_6_both_checkpoints_damaged_start_from_scratch(tiny, tmp_path):
     cfg = tiny("train.epochs=2", "train.keep_last=true")
-    harness.run(cfg, tmp_path, **QUIET)
-    folder = harness.checkpoint_dir(tmp_path, cfg.run_id())
+    run(cfg, tmp_path, **QUIET)
+    folder = checkpoint_dir(tmp_path, cfg.run_id())
     for name in ("last.pt", "prev.pt"):
         (folder / name).write_bytes(b"not a checkpoint")
     run_path(tmp_path, cfg.run_id()).unlink()
-    record = harness.run(cfg, tmp_path, **QUIET)
+    record = run(cfg, tmp_path, **QUIET)
     assert record["status"] == "done" and record["resumed_from_epoch"] == 0
     assert len(record["checkpoint_faults"]) == 2
 
@@ -212,12 +213,12 @@ def test_6_a_full_disk_leaves_no_partial_checkpoint_and_the_run_completes_later(
     cfg = tiny("train.epochs=1")
     with tmpfs(tmp_path / "disk", "1m") as disk:
         with pytest.raises(OSError, match=r"No space left on device: '.*last\.pt'"):
-            harness.run(cfg, disk, **QUIET)
+            run(cfg, disk, **QUIET)
         assert not list(disk.rglob("*.tmp")) and not list(disk.rglob("*.pt"))
         record = json.loads(run_path(disk, cfg.run_id()).read_text())
         assert record["status"] == "failed" and "No space left" in record["error"]
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
-        assert harness.run(cfg, disk, **QUIET)["status"] == "done"
+        assert run(cfg, disk, **QUIET)["status"] == "done"
         assert (disk / "checkpoints" / cfg.run_id() / "model.pt").stat().st_size > 0
 
 
@@ -226,34 +227,34 @@ def test_6_a_full_disk_leaves_no_partial_checkpoint_and_the_run_completes_later(
 
 def test_10_divergence_is_named_by_epoch_and_step(tiny, tmp_path):
     cfg = tiny("train.lr=1000000.0", "train.epochs=3", "data.batch_size=64")  # one step per epoch
-    with pytest.raises(harness.DivergedError, match=r"diverged at epoch \d+"):
-        harness.run(cfg, tmp_path, **QUIET)
+    with pytest.raises(loop.DivergedError, match=r"diverged at epoch \d+"):
+        run(cfg, tmp_path, **QUIET)
     record = json.loads(run_path(tmp_path, cfg.run_id()).read_text())
     assert record["error"].startswith("DivergedError: diverged at epoch")
 
 
 def test_10_unwritable_results_fail_before_training(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(harness, "train", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("trained"))
     a_file = tmp_path / "results.txt"
     a_file.write_text("")
     with pytest.raises(ConfigError, match=r"results folder .*results\.txt is a file"):
-        harness.run(tiny(), a_file, **QUIET)
+        run(tiny(), a_file, **QUIET)
     readonly = pytest.raises(ConfigError, match=r"results folder .*ro is not writable")
     with tmpfs(tmp_path / "ro", "1m", readonly=True) as folder, readonly:
-        harness.run(tiny(), folder, **QUIET)
+        run(tiny(), folder, **QUIET)
 
 
 # 12. The last epoch's checkpoint --------------------------------------------------------------
 
 
 def test_12_the_epoch_checkpoint_is_removed_when_done_unless_kept(tiny, tmp_path):
-    done = harness.run(tiny(), tmp_path, **QUIET)
+    done = run(tiny(), tmp_path, **QUIET)
     folder = (tmp_path / done["checkpoint"]).parent
     assert sorted(p.name for p in folder.iterdir()) == ["model.pt", "model.pt.sha256"]
-    kept = harness.run(tiny("train.keep_last=true", "train.epochs=2"), tmp_path, **QUIET)
+    kept = run(tiny("train.keep_last=true", "train.epochs=2"), tmp_path, **QUIET)
     names = {p.name for p in (tmp_path / kept["checkpoint"]).parent.iterdir()}
     assert {"last.pt", "prev.pt", "model.pt"} <= names
-    assert store.verify(tmp_path / kept["checkpoint"]) is None
+    assert checkpoint.verify(tmp_path / kept["checkpoint"]) is None
 
 
 # Determinism ----------------------------------------------------------------------------------
@@ -261,8 +262,8 @@ def test_12_the_epoch_checkpoint_is_removed_when_done_unless_kept(tiny, tmp_path
 
 def test_the_same_config_and_seed_give_identical_metrics_in_fp32(tiny, tmp_path):
     cfg = tiny("train.precision=fp32", "train.epochs=2", "data.params.videos=40")
-    a = harness.run(cfg, tmp_path / "a", **QUIET)
-    b = harness.run(cfg, tmp_path / "b", **QUIET)
+    a = run(cfg, tmp_path / "a", **QUIET)
+    b = run(cfg, tmp_path / "b", **QUIET)
     timing = ("time_s", "data_wait_s")
     strip = lambda h: [{k: v for k, v in e.items() if k not in timing} for e in h]  # noqa: E731
     assert json.dumps(strip(a["history"])) == json.dumps(strip(b["history"]))  # NaN too
@@ -274,11 +275,11 @@ def test_6_a_result_without_its_weights_stays_a_result_but_cannot_teach(tiny, tm
     student = resolve_teacher(tiny("method.name=kd"), plan)
     teacher, _ = run_local(Plan(plan.teachers, [student]), tmp_path, **QUIET)
     (tmp_path / teacher["checkpoint"]).unlink()  # a results folder copied without weights
-    again = harness.run(plan.teachers[0], tmp_path, **QUIET)
+    again = run(plan.teachers[0], tmp_path, **QUIET)
     assert again["finished"] == teacher["finished"]  # still its result: not trained again
     run_path(tmp_path, student.run_id()).unlink()
     with pytest.raises(ConfigError, match="no finished run with intact weights"):
-        harness.run(student, tmp_path, **QUIET)  # a teacher needs them: its record set aside
+        run(student, tmp_path, **QUIET)  # a teacher needs them: its record set aside
     assert list((tmp_path / "runs").glob(f"{teacher['run_id']}.json.damaged-*"))
     healed = run_local(Plan(plan.teachers, [student]), tmp_path, **QUIET)
     assert [r["status"] for r in healed] == ["done", "done"]
@@ -294,4 +295,4 @@ def test_6_a_damaged_teacher_checkpoint_given_by_path_is_refused(tiny, tmp_path)
     weights.write_bytes(bytes(data))
     student = tiny("method.name=kd", f"teacher.checkpoint={weights}")
     with pytest.raises(ConfigError, match=r"teacher\.checkpoint: damaged file .*checksum"):
-        harness.run(student, tmp_path, **QUIET)
+        run(student, tmp_path, **QUIET)

@@ -1,4 +1,4 @@
-"""The harness end to end on tiny SynthFF: result records, resume after a kill, failures."""
+"""One run end to end on tiny SynthFF: result records, resume after a kill, failures."""
 
 import json
 import math
@@ -11,19 +11,21 @@ import time
 import pytest
 import torch
 
-import kdbench.harness as harness
+import kdbench.train.loop as loop
+import kdbench.train.record as record
 from kdbench.config import ConfigError
 from kdbench.methods.vanilla import Vanilla
 from kdbench.registry import METHODS
 from kdbench.results import load_results, run_path
 from kdbench.sweep import Plan, resolve_teacher, run_local
+from kdbench.train import run, validate
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_run_writes_a_complete_record(tiny, tmp_path):
     cfg = tiny("train.epochs=2")
-    record = harness.run(cfg, tmp_path)
+    record = run(cfg, tmp_path)
     on_disk = json.loads(run_path(tmp_path, cfg.run_id()).read_text())
     assert on_disk == json.loads(json.dumps(record))
     assert record["status"] == "done" and record["run_id"] == cfg.run_id()
@@ -44,33 +46,33 @@ def test_a_run_writes_a_complete_record(tiny, tmp_path):
 
 def test_bf16_training_keeps_fp32_weights_and_says_so(tiny, tmp_path):
     cfg = tiny("train.precision=bf16")
-    record = harness.run(cfg, tmp_path)
+    record = run(cfg, tmp_path)
     assert record["precision"] == "bfloat16"
     assert math.isfinite(record["history"][0]["train"]["ce"])
     weights = torch.load(tmp_path / record["checkpoint"], weights_only=True)
     assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
     assert cfg.run_id() != tiny("train.precision=fp32").run_id()
-    assert harness.run(tiny("train.precision=fp32"), tmp_path)["precision"] == "float32"
+    assert run(tiny("train.precision=fp32"), tmp_path)["precision"] == "float32"
 
 
 def test_a_bad_precision_is_rejected_by_name(tiny):
     with pytest.raises(ConfigError, match=r"train\.precision.*did you mean 'bf16'"):
-        harness.validate(tiny("train.precision=bf61"))
+        validate(tiny("train.precision=bf61"))
 
 
 def test_a_finished_run_is_not_trained_again(tiny, tmp_path, monkeypatch):
     cfg = tiny()
-    first = harness.run(cfg, tmp_path)
-    monkeypatch.setattr(harness, "train", lambda *a, **k: pytest.fail("trained twice"))
-    again = harness.run(cfg, tmp_path)
+    first = run(cfg, tmp_path)
+    monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("trained twice"))
+    again = run(cfg, tmp_path)
     assert again["finished"] == first["finished"] and again["run_id"] == first["run_id"]
 
 
 def test_resume_after_interrupt_matches_an_uninterrupted_run(tiny, tmp_path, monkeypatch):
     cfg = tiny("train.epochs=3")
-    whole = harness.run(cfg, tmp_path / "whole")
+    whole = run(cfg, tmp_path / "whole")
 
-    real_epoch = harness.train_epoch
+    real_epoch = loop.train_epoch
     calls = []
 
     def interrupted(setup, epoch, seed, progress):
@@ -79,12 +81,12 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tiny, tmp_path, mon
             raise KeyboardInterrupt  # killed during the second epoch
         return real_epoch(setup, epoch, seed, progress)
 
-    monkeypatch.setattr(harness, "train_epoch", interrupted)
+    monkeypatch.setattr(loop, "train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        harness.run(cfg, tmp_path / "cut")
+        run(cfg, tmp_path / "cut")
     cut = json.loads(run_path(tmp_path / "cut", cfg.run_id()).read_text())
     assert cut["status"] == "interrupted" and cut["error"] == "KeyboardInterrupt"
-    resumed = harness.run(cfg, tmp_path / "cut")
+    resumed = run(cfg, tmp_path / "cut")
     assert calls == [0, 1, 1, 2]  # epoch 0 was not trained again
     for a, b in zip(whole["history"], resumed["history"], strict=True):
         assert a["train"] == b["train"] and a["test"] == b["test"]
@@ -96,17 +98,17 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tiny, tmp_path, mon
 
 def test_test_epochs_best_reports_what_all_reports(tiny, tmp_path, monkeypatch):
     size = "data.params.videos=60"  # both labels in val, so its AUC is a number
-    every = harness.run(tiny("train.epochs=4", size), tmp_path / "all")
+    every = run(tiny("train.epochs=4", size), tmp_path / "all")
     tested = []
-    real_evaluate = harness.evaluate
+    real_evaluate = loop.evaluate
 
     def counted(setup, split, epoch=0):
         tested.append((split, epoch)) if split == "test" else None
         return real_evaluate(setup, split, epoch)
 
-    monkeypatch.setattr(harness, "evaluate", counted)
+    monkeypatch.setattr(loop, "evaluate", counted)
     cfg = tiny("train.epochs=4", size, "train.test_epochs=best")
-    best = harness.run(cfg, tmp_path / "best")
+    best = run(cfg, tmp_path / "best")
     assert best["best"] == every["best"]  # the same selected epoch and test numbers
     scores = [e["val"]["auc"] for e in every["history"]]
     assert not any(math.isnan(v) for v in scores)
@@ -116,37 +118,37 @@ def test_test_epochs_best_reports_what_all_reports(tiny, tmp_path, monkeypatch):
     assert len(set(expected)) < 4  # some epoch was skipped
     assert cfg.run_id() != tiny("train.epochs=4", size).run_id()
     with pytest.raises(ConfigError, match=r"train\.test_epochs.*did you mean 'best'"):
-        harness.validate(tiny("train.test_epochs=bset"))
+        validate(tiny("train.test_epochs=bset"))
 
 
 def test_checkpoint_every_s_skips_saves_but_not_the_last(tiny, tmp_path, monkeypatch):
     saved = []
-    real_save = harness.save_checkpoint
+    real_save = loop.save_checkpoint
 
     def counted(folder, setup, state):
         saved.append(state["epoch"])
         real_save(folder, setup, state)
 
-    monkeypatch.setattr(harness, "save_checkpoint", counted)
+    monkeypatch.setattr(loop, "save_checkpoint", counted)
     cfg = tiny("train.epochs=3", "train.checkpoint_every_s=3600", "train.keep_last=true")
-    record = harness.run(cfg, tmp_path)
+    record = run(cfg, tmp_path)
     assert saved == [3]  # an hour between saves: only the last epoch's
     assert cfg.run_id() == tiny("train.epochs=3").run_id()  # not part of what is computed
     last = torch.load(tmp_path / "checkpoints" / cfg.run_id() / "last.pt", weights_only=False)
     assert last["epoch"] == 3 and len(record["history"]) == 3
     saved.clear()
-    harness.run(tiny("train.epochs=3"), tmp_path / "every", rerun=True)
+    run(tiny("train.epochs=3"), tmp_path / "every", rerun=True)
     assert saved == [1, 2, 3]
 
 
 def test_a_sweep_traces_each_architecture_once(tiny, tmp_path, monkeypatch):
     traced = []
-    real = harness.measure_cost
-    monkeypatch.setattr(harness, "COSTS", {})
-    monkeypatch.setattr(harness, "measure_cost", lambda m, s: traced.append(s) or real(m, s))
-    first, second = harness.run(tiny(), tmp_path), harness.run(tiny("seed=1"), tmp_path)
+    real = record.measure_cost
+    monkeypatch.setattr(record, "COSTS", {})
+    monkeypatch.setattr(record, "measure_cost", lambda m, s: traced.append(s) or real(m, s))
+    first, second = run(tiny(), tmp_path), run(tiny("seed=1"), tmp_path)
     assert len(traced) == 1 and first["cost"] == second["cost"]
-    other = harness.run(tiny("student.name=resnet10t"), tmp_path)
+    other = run(tiny("student.name=resnet10t"), tmp_path)
     assert (
         len(traced) == 2
         and other["cost"]["student"]["params"] != first["cost"]["student"]["params"]
@@ -193,7 +195,7 @@ class Explodes(Vanilla):
 def test_a_failure_is_recorded_and_raised(tiny, tmp_path):
     cfg = tiny("method.name=test-explodes")
     with pytest.raises(RuntimeError, match="boom"):
-        harness.run(cfg, tmp_path)
+        run(cfg, tmp_path)
     record = json.loads(run_path(tmp_path, cfg.run_id()).read_text())
     assert record["status"] == "failed"
     assert record["error"] == "RuntimeError: boom in step 1"
@@ -203,7 +205,7 @@ def test_a_failure_is_recorded_and_raised(tiny, tmp_path):
 def test_a_missing_teacher_run_is_a_recorded_failure(tiny, tmp_path):
     cfg = tiny("method.name=kd", "teacher.run=0123456789ab")
     with pytest.raises(ConfigError, match=r"teacher\.run=.0123456789ab.: no finished run"):
-        harness.run(cfg, tmp_path)
+        run(cfg, tmp_path)
     assert json.loads(run_path(tmp_path, cfg.run_id()).read_text())["status"] == "failed"
 
 
@@ -211,7 +213,7 @@ def test_distillation_needs_a_teacher(tiny, tmp_path):
     cfg = tiny("method.name=kd")
     cfg.teacher = None
     with pytest.raises(ConfigError, match="distils from a teacher"):
-        harness.run(cfg, tmp_path)
+        run(cfg, tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -255,4 +257,4 @@ def test_every_method_trains_on_the_smoke_preset(name, tiny, shared_results):
 def test_bad_training_and_model_settings_fail_before_building(tiny, override, message):
     cfg = tiny("method.name=kd", "teacher.name=dual-branch", override)
     with pytest.raises(ConfigError, match=message):
-        harness.validate(cfg)
+        validate(cfg)

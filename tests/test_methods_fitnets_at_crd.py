@@ -456,7 +456,8 @@ class LabelledImages(torch.utils.data.Dataset):
 
 
 def test_the_harness_context_carries_the_training_labels(nets) -> None:
-    from kdbench.harness import dataset_labels, dry_run
+    from kdbench.train.data import dataset_labels
+    from kdbench.train.setup import dry_run
 
     student, teacher = nets
     ctx = dry_run(student, teacher, LabelledImages(), num_classes=2, device="cpu")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from kdbench.metrics import classification_metrics
+from kdbench.train.evaluate import classification_metrics
 
 
 def binary_probs(p_fake):

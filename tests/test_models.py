@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from kdbench.cost import count_params, measure_cost
 from kdbench.models import TimmNet, build_model
 from kdbench.registry import UnknownNameError
+from kdbench.train.cost import count_params, measure_cost
 
 
 def test_timm_wrapper_matches_timm_forward_and_names_stages():

@@ -8,15 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import kdbench.harness as harness
-import kdbench.precision as precision
+import kdbench.train.precision as precision
 from kdbench.cli import main
 from kdbench.config import ConfigError, ModelConfig
-from kdbench.harness import Setup, train_step
 from kdbench.methods.vanilla import Vanilla
 from kdbench.models import build_model
-from kdbench.precision import autocast, choose_dtype, compute_dtype, native_bf16, time_dtypes
 from kdbench.results import cache_root
+from kdbench.train import run
+from kdbench.train.precision import autocast, choose_dtype, compute_dtype, native_bf16, time_dtypes
+from kdbench.train.setup import Setup
+from kdbench.train.step import train_step
 
 CPU = torch.device("cpu")
 SHAPE = (4, 3, 16, 16)
@@ -175,7 +176,7 @@ def test_a_run_records_the_verdicts_of_student_and_teacher(timings, tiny, tmp_pa
     kwargs = {"spatial": "resnet10t", "frequency": "resnet10t", "image_size": 32}
     torch.save(build_model("dual-branch", 2, **kwargs).state_dict(), tmp_path / "teacher.pt")
     cfg = tiny("method.name=kd", f"teacher.checkpoint={tmp_path / 'teacher.pt'}")
-    record = harness.run(cfg, tmp_path)
+    record = run(cfg, tmp_path)
     assert record["precision"] == "bfloat16"
     assert record["precision_verdict"]["bf16_ms"] == 50.0
     assert record["teacher"]["precision_verdict"]["choice"] == "bf16"

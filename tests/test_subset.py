@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import kdbench.harness as harness
 from kdbench.config import ConfigError
 from kdbench.datasets.synthff import SynthFF
-from kdbench.subset import VideoSubset, limit, video_fraction
 from kdbench.sweep import Plan, resolve_teacher
-from kdbench.teacher import cacheable
+from kdbench.train import validate
+from kdbench.train.subset import VideoSubset, limit, video_fraction
+from kdbench.train.teacher import cacheable
 
 
 def test_a_fraction_keeps_whole_videos_of_each_label_and_the_same_ones_every_time():
@@ -44,7 +44,7 @@ def test_a_subset_speaks_the_dataset_contract_with_its_own_indices():
 
 def test_a_fraction_outside_0_1_is_refused_before_training(tiny):
     with pytest.raises(ConfigError, match=r"data\.train_fraction: expected a fraction in \(0, 1\]"):
-        harness.validate(tiny("data.train_fraction=0"))
+        validate(tiny("data.train_fraction=0"))
 
 
 def test_the_teacher_can_see_all_the_data_and_is_shared_with_the_full_data_sweep(tiny):

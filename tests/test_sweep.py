@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-import kdbench.harness as harness
+import kdbench.train.loop as loop
 from kdbench.cli import main
 from kdbench.config import ConfigError, build_config, load_preset
 from kdbench.executors import TrainJob, load_profile, submit_slurm, use_allocated_cpus
@@ -426,17 +426,17 @@ def test_a_checkpointed_job_resubmits_itself_with_its_requeue_count(tmp_path, ti
 @pytest.mark.slow
 def test_a_requeued_job_resumes_from_the_last_epoch_checkpoint(tmp_path, tiny, monkeypatch):
     cfg = tiny("train.epochs=2")
-    real_epoch = harness.train_epoch
+    real_epoch = loop.train_epoch
 
     def preempted(setup, epoch, seed, progress):
         if epoch == 1:
             raise KeyboardInterrupt  # the job is stopped during its second epoch
         return real_epoch(setup, epoch, seed, progress)
 
-    monkeypatch.setattr(harness, "train_epoch", preempted)
+    monkeypatch.setattr(loop, "train_epoch", preempted)
     with pytest.raises(KeyboardInterrupt):
         TrainJob(tmp_path)(cfg)
-    monkeypatch.setattr(harness, "train_epoch", real_epoch)
+    monkeypatch.setattr(loop, "train_epoch", real_epoch)
     outcome = TrainJob(tmp_path)(cfg)
     assert outcome == {
         "run_id": cfg.run_id(), "status": "done", "resumed_from_epoch": 1, "requeues": 0

@@ -7,18 +7,14 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-import kdbench.harness as harness
 from kdbench.config import ConfigError
 from kdbench.datasets.synthff import SynthFF
 from kdbench.models import build_model
 from kdbench.sweep import Plan, resolve_teacher, run_local
-from kdbench.teacher import (
-    CachedTeacher,
-    LiveTeacher,
-    TeacherCache,
-    ViewSampler,
-    cacheable,
-)
+from kdbench.train import run, validate
+from kdbench.train.cache import TeacherCache
+from kdbench.train.data import ViewSampler
+from kdbench.train.teacher import CachedTeacher, LiveTeacher, cacheable
 
 CPU = torch.device("cpu")
 FEATURES = ["spatial.stage2", "frequency.pooled"]
@@ -127,7 +123,7 @@ def test_a_cached_run_trains_exactly_like_a_live_one(tiny, tmp_path):
     cfg = replace(cfg, teacher=replace(cfg.teacher, run=None, checkpoint=weights))
     live_cfg = replace(cfg, teacher=replace(cfg.teacher, cache=False))
     assert live_cfg.run_id() == cfg.run_id()  # the cache does not change what a run is
-    cached, live = harness.run(cfg, tmp_path / "a"), harness.run(live_cfg, tmp_path / "b")
+    cached, live = run(cfg, tmp_path / "a"), run(live_cfg, tmp_path / "b")
     assert cached["teacher"]["cache"] is True and cached["teacher"]["precision"] == "float32"
     assert live["teacher"] | {"cache_reason": None} == {
         "cache": False,
@@ -142,4 +138,4 @@ def test_a_cached_run_trains_exactly_like_a_live_one(tiny, tmp_path):
 
 def test_validate_rejects_an_unknown_precision_before_training(tiny):
     with pytest.raises(ConfigError, match="did you mean 'fp32'"):
-        harness.validate(tiny("method.name=kd", "teacher.precision=fp23"))
+        validate(tiny("method.name=kd", "teacher.precision=fp23"))

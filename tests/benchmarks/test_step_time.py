@@ -8,18 +8,17 @@ prints the same steps as ratios measured in turn in one process. ``live``: the t
 import pytest
 import torch
 
-from kdbench.bench import STUDENT, TEACHER, method_setup, plain_step, synthetic_batch
-from kdbench.harness import train_step
 from kdbench.models import build_model
 from kdbench.registry import METHODS
+from kdbench.train.speed import STUDENT, method_setup, paper_teacher, plain_step, synthetic_batch
+from kdbench.train.step import train_step
 
 SIZE, BATCH = 64, 64
 
 
 @pytest.fixture(scope="module")
 def teacher():
-    model = build_model(TEACHER[0], 2, image_size=SIZE, **TEACHER[1]).eval()
-    return model.requires_grad_(False)
+    return paper_teacher(SIZE).requires_grad_(False)
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from rich.table import Table
+from torch import nn
 
-from kdbench.config import RunConfig
-from kdbench.harness import Setup, make_optimizer, place, to_device, train_step
+from kdbench.config import RunConfig, load_preset
 from kdbench.method import Context, build_method
 from kdbench.models import build_model
-from kdbench.precision import (
+from kdbench.train.device import place, to_device
+from kdbench.train.optim import make_optimizer
+from kdbench.train.precision import (
     compute_dtype,
     device_name,
     dtype_name,
@@ -34,19 +36,13 @@ from kdbench.precision import (
     time_dtypes,
     verdict_from,
 )
-from kdbench.teacher import CachedTeacher, LiveTeacher
+from kdbench.train.setup import Setup
+from kdbench.train.step import train_step
+from kdbench.train.teacher import CachedTeacher, LiveTeacher
 
-TEACHER = (  # the paper preset's teacher
-    "dual-branch",
-    {
-        "spatial": "resnet18",
-        "frequency": "resnet18",
-        "lfs": True,
-        "aux_heads": True,
-        "fad_grey": True,
-    },
-)
-STUDENT = "resnet10t"  # the paper preset's student
+PAPER = load_preset("paper", "sweep")["base"]  # the models of the seed paper's sweep
+TEACHER = (PAPER["teacher"]["name"], PAPER["teacher"]["kwargs"])
+STUDENT = PAPER["student"]["name"]
 CPU = torch.device("cpu")
 
 
@@ -68,6 +64,11 @@ class SuiteRow:
     teacher_s: float  # summed wall time of the teacher runs
     student_s: float  # summed wall time of the student runs
     student_median_s: float
+
+
+def paper_teacher(size: int) -> nn.Module:
+    """The paper preset's teacher (random weights) for ``size`` x ``size`` inputs, in eval mode."""
+    return build_model(TEACHER[0], 2, **(TEACHER[1] | {"image_size": size})).eval()
 
 
 def synthetic_batch(batch_size: int, size: int) -> dict:
@@ -118,7 +119,7 @@ def teacher_outputs(teacher, method, batch: dict, cached: bool) -> LiveTeacher |
 def bench_methods(names: list[str], steps: int = 10, batch_size: int = 64, size: int = 64):
     """Step times of each method (teacher live and cached) and their ratios."""
     batch = synthetic_batch(batch_size, size)
-    teacher = build_model(TEACHER[0], 2, image_size=size, **TEACHER[1]).eval()
+    teacher = paper_teacher(size)
     teacher.requires_grad_(False)
     student = build_model(STUDENT, 2).train()
     steps_batch = to_device(batch, CPU)  # as the harness feeds it: channels_last
@@ -224,7 +225,7 @@ def verdict_line(model: str, size: int, batch_size: int, training: bool, verdict
 
 def precision_gap(size: int = 64, batch_size: int = 64) -> float:
     """Max |logit difference| of the bf16-autocast teacher vs fp32 on one random batch."""
-    teacher = build_model(TEACHER[0], 2, image_size=size, **TEACHER[1]).eval()
+    teacher = paper_teacher(size)
     batch = synthetic_batch(batch_size, size)
     outs = [LiveTeacher(teacher, [], CPU, d)(batch).logits for d in (torch.float32, torch.bfloat16)]
     return float((outs[0] - outs[1]).abs().max())

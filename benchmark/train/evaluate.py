@@ -1,11 +1,47 @@
-"""Evaluation metrics in one place: accuracy and ROC AUC, frame-level and video-level."""
+"""Evaluation in one place: the student's predictions on a split, and their metrics (accuracy
+and ROC AUC, frame-level and video-level, per kind of fake)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from sklearn.metrics import roc_auc_score
+
+from kdbench.train.device import to_device
+from kdbench.train.precision import autocast
+from kdbench.train.step import DivergedError
+
+if TYPE_CHECKING:
+    from kdbench.train.setup import Setup
+
+
+@torch.no_grad()
+def evaluate(setup: Setup, split: str, epoch: int = 0) -> dict[str, float]:
+    """Metrics of the student on ``split`` (frame- and video-level for binary tasks, and per
+    kind of fake where the dataset names them in ``kinds``)."""
+    model = setup.evaluated.eval()
+    kinds = getattr(setup.loaders[split].dataset, "kinds", None)
+    probs, labels, videos, index = [], [], [], []
+    for batch in setup.loaders[split]:
+        with autocast(setup.device, setup.dtype):
+            logits = model(to_device(batch, setup.device)["image"]).logits
+        if not torch.isfinite(logits).all():
+            raise DivergedError(
+                f"diverged at epoch {epoch + 1}: the student's outputs on {split} are not finite"
+            )
+        probs.append(logits.float().softmax(1).cpu())
+        labels.append(batch["label"])
+        videos.extend(batch.get("video", ()))  # optional: video-level metrics need it
+        index.extend(batch["index"].tolist() if kinds is not None else [])
+    return classification_metrics(
+        torch.cat(probs).numpy(),
+        torch.cat(labels).numpy(),
+        videos or None,
+        [kinds[i] for i in index] if kinds is not None else None,
+    )
 
 
 def classification_metrics(

@@ -1,17 +1,6 @@
-"""The frozen teacher's side of a distillation step: cheap live passes and cached outputs.
-
-A distillation run pays for the teacher's forward on every step, and a benchmark suite pays it
-again for every method, student and seed. Two things make that cheap:
-
-- ``LiveTeacher`` runs the teacher in eval mode under ``inference_mode``, channels_last, and in
-  bf16 autocast where the device does bf16 natively (``teacher.precision``).
-- ``CachedTeacher`` serves outputs computed once per (sample, view) and stored under the cache
-  dir, shared by every run that distils the same teacher weights on the same data. It needs a
-  dataset whose augmentation is a fixed set of views (see ``ViewSampler``).
-
-Both return the logits and only the features the method reads, as float32 tensors, so a method
-sees bit-identical inputs from either.
-"""
+"""The teacher-output cache: a frozen teacher's outputs computed once per (sample, view) and
+stored under the cache dir, shared by every run that distils the same teacher weights on the
+same data; verified before it is trusted."""
 
 from __future__ import annotations
 
@@ -20,94 +9,21 @@ import io
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
-from kdbench import store
-from kdbench.output import Output
-from kdbench.precision import autocast
 from kdbench.results import set_aside, write_atomic
+from kdbench.train.checkpoint import file_sha256, read_digest
+
+if TYPE_CHECKING:
+    from kdbench.train.teacher import LiveTeacher
+
 
 CACHE_FORMAT = 2
-
-
-class LiveTeacher:
-    """Runs the frozen teacher on each batch; returns logits + ``features`` in float32."""
-
-    def __init__(
-        self, model: nn.Module, features: list[str], device: torch.device, dtype: torch.dtype
-    ) -> None:
-        self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
-        self.features, self.device, self.dtype = list(features), device, dtype
-
-    def raw(self, images: Tensor) -> dict[str, Tensor]:
-        """Logits and the kept features in the teacher's own dtype (inference tensors)."""
-        images = images.to(self.device).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(self.device, self.dtype):
-            out = self.model(images)
-            return {"logits": out.logits} | {name: out.feature(name) for name in self.features}
-
-    def __call__(self, batch: dict) -> Output:
-        return as_output({k: v.float().clone() for k, v in self.raw(batch["image"]).items()})
-
-
-def as_output(tensors: dict[str, Tensor]) -> Output:
-    features = {k: v for k, v in tensors.items() if k != "logits"}
-    return Output(tensors["logits"], features)
-
-
-class CachedTeacher:
-    """Teacher outputs looked up by ``(batch["index"], batch["view"])`` in a stored table."""
-
-    def __init__(self, table: dict[str, Tensor], views: int, device: torch.device) -> None:
-        self.table, self.views, self.device = table, views, device
-
-    def __call__(self, batch: dict) -> Output:
-        rows = (batch["index"] * self.views + batch["view"]).cpu()
-        return as_output(
-            {k: v[rows].to(self.device, non_blocking=True).float() for k, v in self.table.items()}
-        )
-
-
-class ViewSampler(Sampler):
-    """The training order, drawn from ``(seed, epoch)`` (``set_epoch``) so a resumed run sees
-    the same batches: a permutation of the samples, each keyed ``(index, view)`` with one of the
-    dataset's ``views`` fixed augmented views, or a plain index when ``views`` is ``None`` (the
-    dataset augments at random by itself)."""
-
-    def __init__(self, size: int, views: int | None) -> None:
-        self.size, self.views = size, views
-        self.generator = torch.Generator().manual_seed(0)
-
-    def set_epoch(self, seed: int, epoch: int) -> None:
-        self.generator.manual_seed(seed * 100_003 + epoch)
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self):
-        order = torch.randperm(self.size, generator=self.generator).tolist()
-        if self.views is None:
-            yield from order
-            return
-        views = torch.randint(self.views, (self.size,), generator=self.generator).tolist()
-        for i in order:
-            yield i, views[i]
-
-
-def cacheable(dataset: Dataset) -> str | None:
-    """Why ``dataset``'s teacher outputs cannot be cached, or ``None`` if they can.
-
-    A cacheable dataset declares ``num_views`` (its fixed augmented views; 1 = none), accepts
-    ``(index, view)`` keys, and has a ``fingerprint`` that changes whenever its content does.
-    """
-    missing = [a for a in ("num_views", "fingerprint") if not hasattr(dataset, a)]
-    if missing:
-        return f"{type(dataset).__name__} does not declare {' and '.join(missing)}"
-    return None
 
 
 class CacheUnusable(Exception):
@@ -304,4 +220,4 @@ def raw_bits(value: Tensor) -> np.ndarray:
 def file_digest(path: Path) -> str:
     """The weights' sha256 (16 hex): the checksum kdbench wrote next to them, checked when the
     teacher run's result was trusted, else computed."""
-    return (store.read_digest(path) or store.file_sha256(path))[:16]
+    return (read_digest(path) or file_sha256(path))[:16]

@@ -1,10 +1,11 @@
-"""Checkpoints a run writes and must be able to trust: checksummed, written atomically, and set
-aside (never deleted) when damaged.
+"""A run's checkpoints: files it must be able to trust (checksummed, written atomically, set
+aside, never deleted, when damaged), and what a checkpoint holds to resume a run.
 
 A checkpoint ``X.pt`` is written to a temp file unique to this process, fsynced and renamed
 into place; its sha256 goes to ``X.pt.sha256`` next to it. A reader that finds the digest
 does not match (a truncated, garbage or bit-flipped file) renames the file to
-``X.pt.damaged-<UTC time>`` and treats it as absent.
+``X.pt.damaged-<UTC time>`` and treats it as absent. A run keeps ``last.pt`` (and the one
+before it, ``prev.pt``) while it trains, and its final weights as ``model.pt``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from kdbench import results
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from kdbench.train.setup import Setup
 
 
 class DamagedFileError(RuntimeError):
@@ -118,3 +124,72 @@ def remove(path: Path) -> None:
     """Delete a checkpoint and its checksum."""
     Path(path).unlink(missing_ok=True)
     digest_path(path).unlink(missing_ok=True)
+
+
+def save_checkpoint(folder: Path, setup: Setup, state: dict) -> None:
+    """Everything needed to continue after ``state['epoch']`` epochs, as ``last.pt`` (written
+    atomically, checksummed); the one before it is kept as ``prev.pt``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    blob = {
+        "model": setup.student.state_dict(),
+        "method": setup.method.state_dict(),
+        "optimizer": setup.optimizer.state_dict(),
+        "rng": torch.get_rng_state(),
+    } | {key: state[key] for key in RESUMED}
+    if setup.average:
+        blob["average"] = setup.average.state_dict()
+    last = folder / "last.pt"
+    if last.exists():
+        rename(last, folder / "prev.pt")
+    save(blob, last)
+
+
+RESUMED = ("epoch", "history", "wall_time_s", "attempts")  # what a checkpoint carries on
+CHECKPOINTS = ("last.pt", "prev.pt")  # newest first
+
+
+def resume(folder: Path, setup: Setup, log) -> dict:
+    """Load the newest intact checkpoint into ``setup``; the state to continue from.
+
+    A damaged checkpoint is set aside and the one before it tried, then a fresh start; each
+    fault is listed in the state's ``checkpoint_faults`` (and so in the run's record).
+    """
+    faults = []
+    for name in CHECKPOINTS:
+        path = folder / name
+        if not path.exists():
+            continue
+        try:
+            blob = load(path, map_location=setup.device)
+            restore(setup, blob)
+        except DamagedFileError as err:
+            faults.append(str(err))
+            log(f"{err}; trying the checkpoint before it")
+            continue
+        log(f"resuming after epoch {blob['epoch']} from {path}")
+        state = {key: blob.get(key, 0) for key in RESUMED}
+        state["attempts"] = state["attempts"] + 1
+        return state | {"resumed_from_epoch": blob["epoch"], "checkpoint_faults": faults}
+    fresh = {"epoch": 0, "history": [], "wall_time_s": 0.0, "attempts": 1}
+    return fresh | {"resumed_from_epoch": 0, "checkpoint_faults": faults}
+
+
+def restore(setup: Setup, blob: dict) -> None:
+    setup.student.load_state_dict(blob["model"])
+    setup.method.load_state_dict(blob["method"])
+    setup.optimizer.load_state_dict(blob["optimizer"])
+    torch.set_rng_state(blob["rng"].cpu())
+    if setup.average:
+        setup.average.load_state_dict(blob["average"])
+
+
+def discard_checkpoints(folder: Path) -> None:
+    """Remove the epoch checkpoints (``train.keep_last: false``, or ``--rerun``)."""
+    for name in CHECKPOINTS:
+        remove(folder / name)
+
+
+def save_weights(folder: Path, model: nn.Module) -> None:
+    """The finished run's weights, ``model.pt`` (what a teacher run hands its students)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save(model.state_dict(), folder / "model.pt")

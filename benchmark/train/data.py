@@ -1,0 +1,82 @@
+"""A run's data: its three splits, checked against the dataset contract, and their loaders,
+the training split in a resumable order."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from kdbench.config import ConfigError, DataConfig, RunConfig
+from kdbench.dataset import SPLITS, check_dataset
+from kdbench.registry import DATASETS
+from kdbench.train.subset import limit
+
+
+def build_datasets(data: DataConfig) -> dict[str, Dataset]:
+    """train and val from ``data``; test from ``data.test`` when set (cross-dataset)."""
+    sources = {s: data.test if s == "test" and data.test else data for s in SPLITS}
+    sets = {s: DATASETS.get(src.name)(split=s, **src.params) for s, src in sources.items()}
+    sets["train"] = limit(sets["train"], data.train_fraction)
+    for split, dataset in sets.items():
+        check_dataset(dataset, f"dataset {sources[split].name!r} ({split})")
+    if sets["test"].num_classes != sets["train"].num_classes:
+        raise ConfigError(
+            f"data.test {data.test.name!r} has {sets['test'].num_classes} classes, "
+            f"{data.name!r} {sets['train'].num_classes}"
+        )
+    return sets
+
+
+def make_loader(dataset: Dataset, cfg: RunConfig, split: str, device) -> DataLoader:
+    train = split == "train"
+    workers = cfg.data.workers if cfg.data.workers is not None else default_workers(device)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.data.batch_size if train else cfg.data.eval_batch_size,
+        sampler=ViewSampler(len(dataset), getattr(dataset, "num_views", None)) if train else None,
+        drop_last=train and len(dataset) > cfg.data.batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def default_workers(device: torch.device) -> int:
+    """Loader processes: none on CPU, where they would take cores from the model (datasets
+    keep decoded images in memory); on CUDA enough to keep the GPU fed, one core spared."""
+    return min(8, (os.cpu_count() or 1) - 1) if device.type == "cuda" else 0
+
+
+class ViewSampler(Sampler):
+    """The training order, drawn from ``(seed, epoch)`` (``set_epoch``) so a resumed run sees
+    the same batches: a permutation of the samples, each keyed ``(index, view)`` with one of the
+    dataset's ``views`` fixed augmented views, or a plain index when ``views`` is ``None`` (the
+    dataset augments at random by itself)."""
+
+    def __init__(self, size: int, views: int | None) -> None:
+        self.size, self.views = size, views
+        self.generator = torch.Generator().manual_seed(0)
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        self.generator.manual_seed(seed * 100_003 + epoch)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=self.generator).tolist()
+        if self.views is None:
+            yield from order
+            return
+        views = torch.randint(self.views, (self.size,), generator=self.generator).tolist()
+        for i in order:
+            yield i, views[i]
+
+
+def dataset_labels(dataset: Dataset) -> torch.Tensor | None:
+    """The label of every sample, from the dataset's ``labels`` array; ``None`` without one."""
+    labels = getattr(dataset, "labels", None)
+    return None if labels is None else torch.tensor(np.asarray(labels), dtype=torch.int64)

@@ -1,0 +1,172 @@
+"""The one training loop every method runs through: frozen teacher, trained student + method.
+
+``run`` is the entry point: it trains a config to completion (resuming from its last
+checkpoint) and writes its record, once per run id.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdbench.config import RunConfig
+from kdbench.console import say
+from kdbench.results import check_writable, checkpoint_dir, run_path, write_json
+from kdbench.train.checkpoint import discard_checkpoints, resume, save_checkpoint, save_weights
+from kdbench.train.device import to_device
+from kdbench.train.evaluate import evaluate
+from kdbench.train.lock import RunLock
+from kdbench.train.optim import set_lr
+from kdbench.train.progress import progress_bar, show_progress
+from kdbench.train.record import (
+    failed_record,
+    finished_record,
+    record_unless_done,
+    selection_score,
+    trusted_result,
+)
+from kdbench.train.setup import Setup, build, validate
+from kdbench.train.step import DivergedError, train_step
+
+
+def run(
+    cfg: RunConfig,
+    results: Path,
+    progress: bool | None = None,
+    rerun: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Train ``cfg`` to completion (resuming from its last checkpoint) and write its result JSON.
+
+    A finished run whose weights verify is not trained again: its record is returned (unless
+    ``rerun``). One process at a time trains a run id; another waits and reuses its result.
+    A run that raises is recorded with ``status: failed`` (``interrupted`` for Ctrl-C), never
+    over a finished record, then the error propagates.
+    """
+    log = log or say
+    validate(cfg)
+    cfg = cfg.resolved()
+    results = Path(results)
+    check_writable(results)
+    run_id = cfg.run_id()
+    folder = checkpoint_dir(results, run_id)
+    with RunLock(folder / "run.lock", log=log):
+        done = trusted_result(results, run_id, log)
+        if done and not rerun:
+            log(f"run {run_id}: already done (result of {done.get('finished', '?')})")
+            return done
+        if rerun:
+            discard_checkpoints(folder)
+        return train_and_record(cfg, results, progress, log)
+
+
+def train_and_record(cfg: RunConfig, results: Path, progress: bool | None, log) -> dict:
+    path = run_path(results, cfg.run_id())
+    started = time.time()
+    try:
+        record = train(cfg, results, progress=show_progress(progress), log=log)
+    except KeyboardInterrupt as err:
+        record_unless_done(path, failed_record(cfg, err, started, "interrupted"), log)
+        raise
+    except Exception as err:
+        record_unless_done(path, failed_record(cfg, err, started), log)
+        raise
+    write_json(path, record)
+    return record
+
+
+def train(cfg: RunConfig, results: Path, progress: bool = False, log=None) -> dict:
+    """The training loop proper; returns the finished run's record (not yet written)."""
+    started = time.time()
+    seed_everything(cfg.seed)
+    setup = build(cfg, results)
+    folder = checkpoint_dir(results, cfg.run_id())
+    state = resume(folder, setup, log or say)
+    spent = state["wall_time_s"]
+    saved = time.monotonic()
+    for epoch in range(state["epoch"], cfg.train.epochs):
+        set_lr(setup.optimizer, cfg.train, epoch)
+        setup.method.set_epoch(epoch)
+        entry = train_epoch(setup, epoch, cfg.seed, progress)
+        entry["val"] = evaluate(setup, "val", epoch)
+        if wants_test(cfg.train, state["history"], entry, epoch):
+            entry["test"] = evaluate(setup, "test", epoch)
+        state["history"].append(entry)
+        state["epoch"] = epoch + 1
+        state["wall_time_s"] = spent + time.time() - started
+        last = epoch + 1 == cfg.train.epochs
+        if last or time.monotonic() - saved >= cfg.train.checkpoint_every_s:
+            save_checkpoint(folder, setup, state)
+            saved = time.monotonic()
+    save_weights(folder, setup.evaluated)
+    if not cfg.train.keep_last:
+        discard_checkpoints(folder)
+    state["wall_time_s"] = spent + time.time() - started
+    return finished_record(cfg, setup, state, results)
+
+
+def wants_test(t, history: list[dict], entry: dict, epoch: int) -> bool:
+    """Whether to evaluate the test split after ``epoch``: always with ``test_epochs: all``;
+    with ``best`` when ``entry``'s validation score ties or beats every earlier one (ties go
+    to the later epoch, as in ``best_epoch``) or it is the last epoch."""
+    if t.test_epochs == "all" or epoch + 1 == t.epochs:
+        return True
+    score = selection_score(entry, t.select)
+    return all(score >= selection_score(earlier, t.select) for earlier in history)
+
+
+def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:
+    """One pass over the training split; mean of every named loss term, timings."""
+    setup.student.train()
+    setup.method.train()
+    loader = setup.loaders["train"]
+    loader.sampler.set_epoch(seed, epoch)  # the same batches after a resume
+    totals: dict[str, torch.Tensor] = {}
+    stats: dict[str, torch.Tensor] = {}
+    steps, wait, started = 0, 0.0, time.perf_counter()
+    with progress_bar(progress, f"epoch {epoch + 1}", len(loader)) as advance:
+        tick = time.perf_counter()
+        for batch in loader:
+            wait += time.perf_counter() - tick
+            try:
+                losses = train_step(setup, to_device(batch, setup.device))
+            except FloatingPointError as err:
+                raise DivergedError(
+                    f"diverged at epoch {epoch + 1} step {steps + 1}: {err}"
+                ) from None
+            add_up(totals, losses)
+            add_up(stats, setup.method.step_stats())
+            steps += 1
+            advance()
+            tick = time.perf_counter()
+    lr = setup.optimizer.param_groups[0]["lr"]
+    took = time.perf_counter() - started
+    entry = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train": means(totals, steps),
+        "steps": steps,
+        "time_s": took,
+        "data_wait_s": wait,  # time the loop waited for batches (the loader's share)
+    }
+    return entry | ({"method_stats": means(stats, steps)} if stats else {})
+
+
+def add_up(totals: dict[str, torch.Tensor], values: dict[str, torch.Tensor]) -> None:
+    for name, value in values.items():
+        totals[name] = totals.get(name, 0.0) + value.detach().float()
+
+
+def means(totals: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
+    return {name: float(total) / max(steps, 1) for name, total in totals.items()}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

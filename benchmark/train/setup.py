@@ -1,0 +1,148 @@
+"""What a run is built from: its config checked, then its data, networks, method, teacher side
+and optimiser, as one ``Setup``."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from kdbench.config import ConfigError, RunConfig, coerce
+from kdbench.method import Context, Method, build_method, check_params
+from kdbench.models import build_model, model_names
+from kdbench.registry import DATASETS, METHODS, MODELS, UnknownNameError, unknown_message
+from kdbench.train.data import build_datasets, dataset_labels, make_loader
+from kdbench.train.device import place, resolve_device
+from kdbench.train.ema import WeightAverage
+from kdbench.train.optim import LR_SCHEDULES, OPTIMIZERS, make_optimizer
+from kdbench.train.precision import batch_shape, check_precision, choose_dtype
+from kdbench.train.teacher import CachedTeacher, LiveTeacher, load_teacher, teacher_side
+
+TEST_EPOCHS = ("all", "best")
+
+
+@dataclass
+class Setup:
+    """Everything a run trains and evaluates with, built from its config."""
+
+    loaders: dict[str, DataLoader]
+    student: nn.Module
+    teacher: nn.Module | None
+    teacher_outputs: LiveTeacher | CachedTeacher | None  # what a step's teacher side calls
+    method: Method
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    notes: dict  # how the teacher side ran (precision, cache), for the run's record
+    dtype: torch.dtype = torch.float32  # the student's autocast dtype (``train.precision``)
+    verdict: dict | None = None  # how ``train.precision: auto`` chose ``dtype`` (measured)
+    average: WeightAverage | None = None  # ``train.ema``: the weights evaluated and saved
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The model a run evaluates and saves: the weight average when there is one."""
+        return self.average.model if self.average else self.student
+
+
+def validate(cfg: RunConfig) -> None:
+    """Cheap checks of names and parameters, before anything is built or written."""
+    method_cls = METHODS.get(cfg.method.name)
+    check_params(f"method {cfg.method.name!r}", method_cls, cfg.method.params)
+    for data in filter(None, (cfg.data, cfg.data.test)):
+        check_params(f"dataset {data.name!r}", DATASETS.get(data.name), data.params)
+    known = set(model_names())
+    for role, model in [("student", cfg.student), ("teacher", cfg.teacher)]:
+        if model is None:
+            continue
+        if model.name not in known:
+            raise UnknownNameError(unknown_message("model", model.name, known))
+        if model.name in MODELS:  # a kdbench model: its keyword arguments are known
+            check_params(f"{role}.kwargs of {model.name!r}", MODELS.get(model.name), model.kwargs)
+            check_types(f"{role}.kwargs", MODELS.get(model.name), model.kwargs)
+    if method_cls.needs_teacher and cfg.teacher is None:
+        raise ConfigError(
+            f"method {cfg.method.name!r} distils from a teacher: set teacher.name and "
+            "teacher.run (a teacher run id) or teacher.checkpoint"
+        )
+    check_precision(cfg.train.precision, "train.precision")
+    if cfg.teacher:
+        check_precision(cfg.teacher.precision, "teacher.precision")
+    if not 0.0 < cfg.data.train_fraction <= 1.0:
+        raise ConfigError(
+            f"data.train_fraction: expected a fraction in (0, 1], got {cfg.data.train_fraction}"
+        )
+    if cfg.train.optimizer not in OPTIMIZERS:
+        raise ConfigError(unknown_message("optimizer", cfg.train.optimizer, OPTIMIZERS))
+    if cfg.train.epochs < 1:
+        raise ConfigError(f"train.epochs: expected at least 1, got {cfg.train.epochs}")
+    if not cfg.train.lr > 0:
+        raise ConfigError(f"train.lr: expected a learning rate > 0, got {cfg.train.lr}")
+    if not 0.0 <= cfg.train.ema < 1.0:
+        raise ConfigError(f"train.ema: expected a decay in [0, 1) (0: off), got {cfg.train.ema}")
+    if cfg.train.test_epochs not in TEST_EPOCHS:
+        raise ConfigError(unknown_message("train.test_epochs", cfg.train.test_epochs, TEST_EPOCHS))
+    if cfg.train.schedule not in LR_SCHEDULES:
+        raise ConfigError(unknown_message("schedule", cfg.train.schedule, LR_SCHEDULES))
+
+
+def check_types(owner: str, fn, values: dict) -> None:
+    """Each value of ``values`` fits the annotation of ``fn``'s keyword of that name, as a
+    config field would (``config.coerce``; the values themselves are left as given)."""
+    try:
+        hints = typing.get_type_hints(fn.__init__ if isinstance(fn, type) else fn)
+    except (NameError, TypeError):  # an annotation that cannot be resolved: nothing to check
+        return
+    for key, value in values.items():
+        if key in hints:
+            coerce(hints[key], value, f"{owner}.{key}")
+
+
+def build(cfg: RunConfig, results: Path) -> Setup:
+    device = resolve_device(cfg.device)
+    datasets = build_datasets(cfg.data)
+    loaders = {s: make_loader(d, cfg, s, device) for s, d in datasets.items()}
+    num_classes = datasets["train"].num_classes
+    student = build_model(
+        cfg.student.name, num_classes, cfg.student.checkpoint, **cfg.student.kwargs
+    )
+    student = place(student, device)
+    teacher, weights = None, None
+    if METHODS.get(cfg.method.name).needs_teacher:
+        teacher, weights = load_teacher(cfg, num_classes, results, device)
+    ctx = dry_run(student, teacher, datasets["train"], num_classes, device)
+    method = build_method(cfg.method.name, ctx, cfg.method.params).to(device)
+    params = list(student.parameters()) + list(method.parameters())
+    outputs, notes = teacher_side(cfg, teacher, weights, method, datasets["train"], device)
+    optimizer = make_optimizer(params, cfg)
+    shape = batch_shape(datasets["train"], cfg.data.batch_size)
+    dtype, verdict = choose_dtype(
+        cfg.train.precision, "train.precision", student, cfg.student, shape, device, True
+    )
+    average = WeightAverage(student, cfg.train.ema) if cfg.train.ema else None
+    return Setup(
+        loaders,
+        student,
+        teacher,
+        outputs,
+        method,
+        optimizer,
+        device,
+        notes,
+        dtype,
+        verdict,
+        average,
+    )
+
+
+def dry_run(student, teacher, train_set: Dataset, num_classes: int, device) -> Context:
+    """One forward of a 2-sample batch, so methods can size projectors from real shapes."""
+    images = torch.stack([train_set[i]["image"] for i in range(2)]).to(device)
+    with torch.no_grad():
+        was = student.training
+        s_out = student.eval()(images)
+        student.train(was)
+        t_out = teacher(images) if teacher is not None else None
+    return Context(s_out, t_out, num_classes, len(train_set), dataset_labels(train_set))
