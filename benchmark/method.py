@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from kdbench.config import ConfigError
-from kdbench.output import Output
+from kdbench.output import Head, Output
 from kdbench.registry import METHODS, unknown_message
 
 
@@ -23,7 +23,10 @@ class Context:
     each training sample, ``[num_samples]`` int64, in the order of the batches' ``"index"``
     (``None`` when the dataset does not expose them). ``total_epochs`` and ``steps_per_epoch``:
     the run's schedule (``train.epochs``, and the optimiser steps of one epoch), for warm-ups
-    relative to it; the harness sets both, the defaults only serve tests.
+    relative to it; the harness sets both, the defaults only serve tests. ``student_head`` /
+    ``teacher_head``: each network's classifier as a module on its last maps (``Head``), for
+    methods that reuse one; ``None`` for a network that does not expose it. The teacher's is
+    frozen, like the teacher.
     """
 
     student: Output
@@ -33,6 +36,8 @@ class Context:
     train_labels: Tensor | None = None  # CRD's negatives from other classes
     total_epochs: int = 1
     steps_per_epoch: int = 1
+    student_head: Head | None = None
+    teacher_head: Head | None = None
 
 
 class Method(nn.Module):
@@ -66,6 +71,11 @@ class Method(nn.Module):
     def backward(self, losses: dict[str, Tensor], s_out: Output) -> None:
         """Back-propagate ``losses`` into the student and the method's parameters."""
         torch.stack(list(losses.values())).sum().backward()
+
+    def deployed(self, student: nn.Module) -> nn.Module:
+        """The network that is evaluated, costed and saved as the run's weights: the student,
+        unless the method deploys more (SimKD: its projector and the teacher's classifier)."""
+        return student
 
     def step_stats(self) -> dict[str, Tensor]:
         """Named scalars of the last step (e.g. gradient norms) that the harness averages per

@@ -18,7 +18,7 @@ from itertools import pairwise
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdbench.output import Output
+from kdbench.output import Head, Output
 from kdbench.registry import MODELS
 
 # The version of what this module computes, part of every run id that uses it (kdbench.identity).
@@ -47,6 +47,22 @@ class StagedNet(nn.Module):
         pooled = self.head(x).mean((2, 3))
         features["pooled"] = pooled
         return Output(self.fc(pooled), features)
+
+    def classifier_head(self) -> Head:
+        """``head`` (identity or BN-ReLU), global average pooling and ``fc`` on the last stage."""
+        return Head((f"stage{len(self.stages) + 1}",), MapClassifier(self.head, self.fc))
+
+
+class MapClassifier(nn.Module):
+    """``fc(mean(head(x)))``: a StagedNet's classifier on its last stage's map."""
+
+    def __init__(self, head: nn.Module, fc: nn.Linear) -> None:
+        super().__init__()
+        self.head = head
+        self.fc = fc
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.head(x).mean((2, 3)))
 
 
 class BasicBlock(nn.Module):

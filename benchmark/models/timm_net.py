@@ -5,7 +5,7 @@ from __future__ import annotations
 import timm
 from torch import Tensor, nn
 
-from kdbench.output import Output
+from kdbench.output import Head, Output
 
 # The version of what this module computes, part of every run id that uses it (kdbench.identity).
 # Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
@@ -28,3 +28,19 @@ class TimmNet(nn.Module):
         features = {f"stage{i + 1}": f for i, f in enumerate(stages)}
         features["pooled"] = pooled
         return Output(self.body.get_classifier()(pooled), features)
+
+    def classifier_head(self) -> Head:
+        """timm's ``forward_head`` on the last stage's map: the network's own logits wherever
+        the last stage is the final feature map (ResNets; not where timm normalises after it)."""
+        return Head((f"stage{len(self.body.feature_info)}",), TimmHead(self.body))
+
+
+class TimmHead(nn.Module):
+    """``body.forward_head``: global pooling and the classifier of a timm model."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body.forward_head(x)
