@@ -26,7 +26,8 @@ class Context:
     relative to it; the harness sets both, the defaults only serve tests. ``student_head`` /
     ``teacher_head``: each network's classifier as a module on its last maps (``Head``), for
     methods that reuse one; ``None`` for a network that does not expose it. The teacher's is
-    frozen, like the teacher.
+    frozen, like the teacher. ``teacher_preact_norms``: for a method with ``needs_preact``, the
+    batch norm that feeds each teacher ``*.preact`` feature (OFD's margin), by feature name.
     """
 
     student: Output
@@ -38,6 +39,7 @@ class Context:
     steps_per_epoch: int = 1
     student_head: Head | None = None
     teacher_head: Head | None = None
+    teacher_preact_norms: dict[str, nn.BatchNorm2d] | None = None
 
 
 class Method(nn.Module):
@@ -45,13 +47,15 @@ class Method(nn.Module):
 
     Subclasses set ``description`` (one line for ``kdbench list``), override ``losses`` and,
     rarely, ``backward``. ``needs_teacher = False`` declares a method that trains without a
-    teacher. Every batch carries the dataset contract's keys (``kdbench.dataset``): ``image``,
+    teacher; ``needs_preact = True`` one that reads pre-activation features (``stageK.preact``,
+    the input of stage K's last ReLU; ResNet-family models). Every batch carries the dataset contract's keys (``kdbench.dataset``): ``image``,
     ``label``, ``index`` (each sample's position in the training split) and, where the dataset
     has them, ``video`` and ``view``.
     """
 
     description: ClassVar[str] = ""
     needs_teacher: ClassVar[bool] = True
+    needs_preact: ClassVar[bool] = False  # student and teacher add stageK.preact features
 
     def __init__(self, ctx: Context) -> None:
         super().__init__()

@@ -85,6 +85,17 @@ class DualBranch(nn.Module):
         features["fused"] = torch.cat(pooled, dim=1)
         return Output(self.head(features["fused"]), features)
 
+    def enable_preact(self) -> None:
+        for net in self.branches.values():
+            net.enable_preact()
+
+    def preact_norms(self) -> dict[str, nn.BatchNorm2d]:
+        return {
+            f"{name}.{key}": norm
+            for name, net in self.branches.items()
+            for key, norm in net.preact_norms().items()
+        }
+
     def classifier_head(self) -> Head:
         """The fused linear head on the two branches' last maps, concatenated and averaged (the
         fused vector wherever each branch's pooled vector is the average of its last map)."""
