@@ -23,8 +23,8 @@ from kdbench.registry import unknown_message
 class ModelConfig:
     """A network: a registered kdbench model or any timm name, with keyword arguments."""
 
-    name: str = "mobilenetv3_small_050"
-    kwargs: dict = field(default_factory=dict)
+    name: str = "mobilenetv3_small_050"  # a kdbench model (`kdbench list models`) or any timm name
+    kwargs: dict = field(default_factory=dict)  # the model's keyword arguments
     checkpoint: str | None = None  # a state dict to start from (weights_only load)
 
 
@@ -32,13 +32,13 @@ class ModelConfig:
 class TeacherConfig(ModelConfig):
     """The frozen teacher: its weights come from a teacher run (``run``) or a ``checkpoint``."""
 
-    name: str = "resnet18"
+    name: str = "resnet18"  # as student.name
     run: str | None = None  # run id of a finished teacher run in the same results folder
-    # How to train the teacher when neither ``run`` nor ``checkpoint`` is given: a vanilla run
-    # on the same data with this seed and these ``train`` overrides (see kdbench.sweep).
+    # How a sweep trains the teacher when neither `run` nor `checkpoint` is given: a vanilla run
+    # on the same data with this seed,
     seed: int = 0
-    train: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)  # data overrides, e.g. {train_fraction: 1.0}
+    train: dict = field(default_factory=dict)  # these `train` overrides
+    data: dict = field(default_factory=dict)  # and these `data` overrides: {train_fraction: 1}
     # Computation: bf16 autocast where the device does bf16 natively ("auto"), or forced.
     precision: str = "auto"  # auto | fp32 | bf16
     # Reuse stored teacher outputs when the dataset has fixed views (same numbers, less time).
@@ -47,7 +47,7 @@ class TeacherConfig(ModelConfig):
 
 @dataclass
 class MethodConfig:
-    name: str = "vanilla"
+    name: str = "vanilla"  # a registered method (`kdbench list methods`)
     params: dict = field(default_factory=dict)  # the method's keyword hyper-parameters
 
 
@@ -55,16 +55,16 @@ class MethodConfig:
 class DatasetRef:
     """A registered dataset and its keyword arguments."""
 
-    name: str = ""
-    params: dict = field(default_factory=dict)
+    name: str = ""  # a registered dataset
+    params: dict = field(default_factory=dict)  # its keyword arguments
 
 
 @dataclass
 class DataConfig:
-    name: str = "synthff"
+    name: str = "synthff"  # a registered dataset (`kdbench list datasets`)
     params: dict = field(default_factory=dict)  # the dataset's keyword arguments
-    batch_size: int = 64
-    eval_batch_size: int = 256
+    batch_size: int = 64  # training batch
+    eval_batch_size: int = 256  # evaluation batch (and teacher-cache passes); not in the run id
     workers: int | None = None  # DataLoader processes; None: 0 on CPU, up to 8 on CUDA
     test: DatasetRef | None = None  # test on another dataset (cross-dataset evaluation)
     # Limited data: train on this fraction of the training split's videos (per label, the same
@@ -74,14 +74,14 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 10  # passes over the training split
     optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 2e-3
-    weight_decay: float = 0.05
+    lr: float = 2e-3  # peak learning rate (any float, e.g. 1e-3)
+    weight_decay: float = 0.05  # decoupled for adamw, L2 for sgd
     momentum: float = 0.9  # sgd only
     schedule: str = "cosine"  # cosine | step | constant
     milestones: list = field(default_factory=list)  # step schedule: epochs where lr *= gamma
-    gamma: float = 0.1
+    gamma: float = 0.1  # step schedule: the factor
     select: str = "auc"  # validation metric that picks the best epoch
     # The student's computation: bf16 autocast (fp32 weights and losses) where the device does
     # bf16 natively ("auto": CUDA >= 8.0, CPUs with AVX512-BF16/AMX), or forced. In the run id.
@@ -103,13 +103,13 @@ class TrainConfig:
 class RunConfig:
     """One training run: a student trained by a method, optionally from a frozen teacher."""
 
-    seed: int = 0
+    seed: int = 0  # seeds the student's init, the data order and augmentation
     student: ModelConfig = field(default_factory=ModelConfig)
-    teacher: TeacherConfig | None = None
+    teacher: TeacherConfig | None = None  # none: no teacher (vanilla, or a teacher's own run)
     method: MethodConfig = field(default_factory=MethodConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N; not in the run id
 
     def run_id(self) -> str:
         """A content hash of what computes the result: the config with every default filled in
@@ -293,5 +293,23 @@ def load_preset(name: str, kind: str = "run") -> dict:
 
 
 def build_config(data: dict, overrides: list[str] = ()) -> RunConfig:
-    """A run config from YAML data and overrides, every parameter default written out."""
-    return from_dict(RunConfig, apply_overrides(data, list(overrides))).resolved()
+    """A run config from YAML data and overrides, every parameter default written out. Unknown
+    keys, wrong types and unknown method or dataset names fail before anything heavy is
+    imported (resolving the defaults imports the method and dataset code)."""
+    cfg = from_dict(RunConfig, apply_overrides(data, list(overrides)))
+    check_names(cfg)
+    return cfg.resolved()
+
+
+def check_names(cfg: RunConfig) -> None:
+    """Unknown method and dataset names as one did-you-mean line, without importing them."""
+    from kdbench.registry import DATASETS, METHODS, UnknownNameError
+
+    checks = [(METHODS, cfg.method.name, "method.name"), (DATASETS, cfg.data.name, "data.name")]
+    if cfg.data.test:
+        checks.append((DATASETS, cfg.data.test.name, "data.test.name"))
+    for registry, name, key in checks:
+        try:
+            registry.check_name(name)
+        except UnknownNameError as err:
+            raise ConfigError(f"{key}: {err}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
 import importlib
@@ -30,10 +31,17 @@ class Registry(Generic[T]):
     are loaded from the entry-point group ``group`` the first time the registry is read.
     """
 
-    def __init__(self, kind: str, builtin: tuple[str, ...] = (), group: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        builtin: tuple[str, ...] = (),
+        group: str | None = None,
+        symbol: str | None = None,
+    ) -> None:
         self.kind = kind
         self.builtin = builtin  # modules whose import registers the shipped entries
         self.group = group
+        self.symbol = symbol  # the name the shipped modules register through (static_names)
         self._entries: dict[str, T] = {}
         self._loaded = False
 
@@ -60,6 +68,33 @@ class Registry(Generic[T]):
         self._load_plugins()
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
 
+    def check_name(self, name: str) -> None:
+        """Raise ``UnknownNameError`` for a name nothing registers, without importing the
+        shipped modules where that can be known from their source alone: a typo is reported in
+        a fraction of a second, not after the seconds torch takes to import. Where it cannot
+        (an installed plugin group, names registered in a loop), the registry is loaded."""
+        if name in self._entries:
+            return
+        known = None if self._loaded else self.static_names()
+        if known is None:
+            self.get(name)
+        elif name not in known:
+            raise UnknownNameError(unknown_message(self.kind, name, known | set(self._entries)))
+
+    def static_names(self) -> set[str] | None:
+        """The names the shipped modules register with a literal ``@REGISTRY.register("…")``,
+        read from their source; ``None`` when that may not be all (entry points installed, or a
+        shipped module registering a name that is not a literal)."""
+        if self.symbol is None or (self.group and entry_points(group=self.group)):
+            return None
+        found: set[str] = set()
+        for path in source_files(self.builtin):
+            names = registered_names(path, self.symbol)
+            if names is None:
+                return None
+            found |= names
+        return found
+
     def _load_plugins(self) -> None:
         if self._loaded:
             return
@@ -68,6 +103,49 @@ class Registry(Generic[T]):
             importlib.import_module(module)
         for ep in entry_points(group=self.group) if self.group else ():
             ep.load()
+
+
+def source_files(packages: tuple[str, ...]) -> list[Path]:
+    """The ``.py`` files of ``packages`` (modules or packages), found without importing them."""
+    files = []
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        origin = Path(spec.origin)
+        folders = spec.submodule_search_locations or []
+        files += (
+            [origin] if not folders else sorted(p for f in folders for p in Path(f).glob("*.py"))
+        )
+    return files
+
+
+def registered_names(path: Path, symbol: str) -> set[str] | None:
+    """The names ``path`` registers with ``symbol.register(NAME)``, where NAME is a string or a
+    module-level string constant; ``None`` if one of those calls takes anything else."""
+    tree = ast.parse(path.read_text(), str(path))
+    constants = {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for target in node.targets
+        if isinstance(target, ast.Name) and isinstance(node.value.value, str)
+    }
+    names = set()
+    for node in ast.walk(tree):
+        func = node.func if isinstance(node, ast.Call) else None
+        if not (isinstance(func, ast.Attribute) and func.attr == "register"):
+            continue
+        if not (isinstance(func.value, ast.Name) and func.value.id == symbol):
+            continue
+        arg = node.args[0] if node.args else None
+        if isinstance(arg, ast.Name) and arg.id in constants:
+            names.add(constants[arg.id])
+        elif isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            names.add(arg.value)
+        else:
+            return None
+    return names
 
 
 def unknown_message(kind: str, name: str, choices, prefix: str = "") -> str:
@@ -115,7 +193,9 @@ def import_file(path: Path, given: str) -> None:
         raise
 
 
-METHODS: Registry = Registry("method", ("kdbench.methods",), group="kdbench.methods")
-MODELS: Registry = Registry("model", ("kdbench.models",), group="kdbench.models")
-DATASETS: Registry = Registry("dataset", ("kdbench.datasets",), group="kdbench.datasets")
-DETECTORS: Registry = Registry("detector", ("kdbench.datasets.detectors",), "kdbench.detectors")
+METHODS: Registry = Registry("method", ("kdbench.methods",), "kdbench.methods", "METHODS")
+MODELS: Registry = Registry("model", ("kdbench.models",), "kdbench.models", "MODELS")
+DATASETS: Registry = Registry("dataset", ("kdbench.datasets",), "kdbench.datasets", "DATASETS")
+DETECTORS: Registry = Registry(
+    "detector", ("kdbench.datasets.detectors",), "kdbench.detectors", "DETECTORS"
+)

@@ -1,10 +1,19 @@
 """The generic registry: lookups, did-you-mean, patterns, plug-ins."""
 
+import subprocess
 import sys
 
 import pytest
 
-from kdbench.registry import METHODS, Registry, UnknownNameError, load_plugin
+from kdbench.registry import (
+    DATASETS,
+    DETECTORS,
+    METHODS,
+    Registry,
+    UnknownNameError,
+    load_plugin,
+    registered_names,
+)
 
 
 def test_get_returns_what_was_registered():
@@ -64,3 +73,37 @@ def test_plugin_module_registers_a_method(tmp_path, monkeypatch):
 def test_missing_plugin_module_is_a_clear_exit():
     with pytest.raises(SystemExit, match="--plugin 'no_such_mod_xyz': cannot import it"):
         load_plugin("no_such_mod_xyz")
+
+
+@pytest.mark.parametrize("registry", [METHODS, DATASETS, DETECTORS], ids=lambda r: r.kind)
+def test_the_names_read_from_source_are_the_registered_ones(registry):
+    """The fast path of check_name may not drift from what importing registers."""
+    shipped = {n for n in registry.names() if registry.get(n).__module__.startswith("kdbench.")}
+    assert registry.static_names() == shipped
+
+
+def test_a_typo_is_reported_without_importing_torch():
+    code = (
+        "import sys\n"
+        "from kdbench.config import ConfigError, build_config\n"
+        "try:\n"
+        "    build_config({'method': {'name': 'kdd'}})\n"
+        "except ConfigError as err:\n"
+        "    print(err)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [
+        "method.name: unknown method 'kdd'; did you mean 'kd'? "
+        f"(known: {', '.join(sorted(METHODS.static_names()))})",
+        "False",
+    ]
+
+
+def test_names_registered_from_a_variable_or_a_plugin_group_are_not_guessed(tmp_path):
+    module = tmp_path / "loop.py"
+    module.write_text("for name in ('a', 'b'):\n    WIDGETS.register(name)(object())\n")
+    assert registered_names(module, "WIDGETS") is None
+    module.write_text("NAME = 'a'\n@WIDGETS.register(NAME)\nclass A: ...\nOTHER.register(x)\n")
+    assert registered_names(module, "WIDGETS") == {"a"}
+    assert Registry("model", ("kdbench.models",), None, None).static_names() is None

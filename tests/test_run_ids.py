@@ -33,17 +33,22 @@ def current_ids() -> dict:
         name: [cfg.run_id() for cfg in expand(load_spec(preset=name)).runs()]
         for name in preset_names("sweep")
     }
-    single = {f"method={n}": build_config({"method": {"name": n}}) for n in METHODS.names()}
-    single |= {f"data={n}": build_config({"data": {"name": n}}) for n in DATASETS.names()}
-    single |= {f"student={n}": build_config({"student": {"name": n}}) for n in MODELS.names()}
+    single = {f"method={n}": build_config({"method": {"name": n}}) for n in shipped(METHODS)}
+    single |= {f"data={n}": build_config({"data": {"name": n}}) for n in shipped(DATASETS)}
+    single |= {f"student={n}": build_config({"student": {"name": n}}) for n in shipped(MODELS)}
     single["run preset smoke"] = build_config(load_preset("smoke"))
     configs = {k: cfg.run_id() for k, cfg in single.items()}
     return {"presets": presets, "configs": configs, "versions": versions()}
 
 
+def shipped(registry) -> list[str]:
+    """The names kdbench itself registers (not those other tests' plugins added)."""
+    return [n for n in registry.names() if defining_module(registry.get(n)).startswith("kdbench.")]
+
+
 def versions() -> dict[str, list[str]]:
     """``{module: [RESULT_VERSION, source digest]}`` of every shipped piece that declares one."""
-    pieces = [reg.get(n) for reg in (METHODS, MODELS, DATASETS) for n in reg.names()]
+    pieces = [reg.get(n) for reg in (METHODS, MODELS, DATASETS) for n in shipped(reg)]
     found = {}
     for module in {defining_module(p) for p in [*pieces, TimmNet]}:
         declared = getattr(sys.modules[module], "RESULT_VERSION", None)
