@@ -17,10 +17,12 @@ class TimmNet(nn.Module):
     """A timm model returning ``Output``: ``stage1..stageN`` from ``forward_intermediates``,
     ``pooled`` (the pre-logits vector) and the classifier's logits."""
 
-    def __init__(self, name: str, num_classes: int, in_chans: int = 3, **kwargs) -> None:
+    def __init__(
+        self, name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False, **kwargs
+    ) -> None:
         super().__init__()
         self.body = timm.create_model(
-            name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs
+            name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs
         )
         self.name = name
         self.preact: dict[str, Tensor] | None = None  # stageK.preact, once requested
