@@ -26,6 +26,9 @@ class ModelConfig:
     name: str = "mobilenetv3_small_050"  # a kdbench model (`kdbench list models`) or any timm name
     kwargs: dict = field(default_factory=dict)  # the model's keyword arguments
     checkpoint: str | None = None  # a state dict to start from (weights_only load)
+    # Pretrained weights of a timm model, offline: a .pth / .safetensors file or a Hugging Face
+    # cache folder, loaded by timm (weights only; the classifier where the class count matches).
+    pretrained: str | None = None
 
 
 @dataclass
@@ -150,6 +153,8 @@ NEW_KEYS = {
     "teacher.data": {},
     "train.test_epochs": "all",
     "train.ema": 0.0,
+    "student.pretrained": None,
+    "teacher.pretrained": None,
 }
 
 

@@ -54,6 +54,11 @@ def code_version(data: dict) -> dict[str, str]:
         pieces["test_data"] = dataset_version(data["data"]["test"]["name"])
     if data.get("teacher"):
         pieces["teacher"] = model_version(data["teacher"]["name"])
+    for role in ("student", "teacher"):
+        if (data.get(role) or {}).get("pretrained"):
+            from kdbench.models.pretrained import weights_digest
+
+            pieces[f"{role}_pretrained"] = weights_digest(data[role]["pretrained"])
     return pieces
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from kdbench.config import ConfigError
-from kdbench.output import Output
+from kdbench.output import Head, Output
 from kdbench.registry import METHODS, unknown_message
 
 
@@ -23,7 +23,11 @@ class Context:
     each training sample, ``[num_samples]`` int64, in the order of the batches' ``"index"``
     (``None`` when the dataset does not expose them). ``total_epochs`` and ``steps_per_epoch``:
     the run's schedule (``train.epochs``, and the optimiser steps of one epoch), for warm-ups
-    relative to it; the harness sets both, the defaults only serve tests.
+    relative to it; the harness sets both, the defaults only serve tests. ``student_head`` /
+    ``teacher_head``: each network's classifier as a module on its last maps (``Head``), for
+    methods that reuse one; ``None`` for a network that does not expose it. The teacher's is
+    frozen, like the teacher. ``teacher_preact_norms``: for a method with ``needs_preact``, the
+    batch norm that feeds each teacher ``*.preact`` feature (OFD's margin), by feature name.
     """
 
     student: Output
@@ -33,6 +37,9 @@ class Context:
     train_labels: Tensor | None = None  # CRD's negatives from other classes
     total_epochs: int = 1
     steps_per_epoch: int = 1
+    student_head: Head | None = None
+    teacher_head: Head | None = None
+    teacher_preact_norms: dict[str, nn.BatchNorm2d] | None = None
 
 
 class Method(nn.Module):
@@ -40,13 +47,15 @@ class Method(nn.Module):
 
     Subclasses set ``description`` (one line for ``kdbench list``), override ``losses`` and,
     rarely, ``backward``. ``needs_teacher = False`` declares a method that trains without a
-    teacher. Every batch carries the dataset contract's keys (``kdbench.dataset``): ``image``,
+    teacher; ``needs_preact = True`` one that reads pre-activation features (``stageK.preact``,
+    the input of stage K's last ReLU; ResNet-family models). Every batch carries the dataset contract's keys (``kdbench.dataset``): ``image``,
     ``label``, ``index`` (each sample's position in the training split) and, where the dataset
     has them, ``video`` and ``view``.
     """
 
     description: ClassVar[str] = ""
     needs_teacher: ClassVar[bool] = True
+    needs_preact: ClassVar[bool] = False  # student and teacher add stageK.preact features
 
     def __init__(self, ctx: Context) -> None:
         super().__init__()
@@ -66,6 +75,11 @@ class Method(nn.Module):
     def backward(self, losses: dict[str, Tensor], s_out: Output) -> None:
         """Back-propagate ``losses`` into the student and the method's parameters."""
         torch.stack(list(losses.values())).sum().backward()
+
+    def deployed(self, student: nn.Module) -> nn.Module:
+        """The network that is evaluated, costed and saved as the run's weights: the student,
+        unless the method deploys more (SimKD: its projector and the teacher's classifier)."""
+        return student
 
     def step_stats(self) -> dict[str, Tensor]:
         """Named scalars of the last step (e.g. gradient norms) that the harness averages per

@@ -1,10 +1,10 @@
-"""The one thing every network returns: logits plus named features."""
+"""The one thing every network returns: logits plus named features; and its classifier head."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @dataclass
@@ -26,3 +26,16 @@ class Output:
 
             raise KeyError(unknown_message("feature", name, self.features))
         return self.features[name]
+
+
+@dataclass(frozen=True)
+class Head:
+    """A network's classifier as a module of its own: ``module(maps)`` gives the network's logits
+    from the channel-wise concatenation of its features ``maps`` (each ``[B, C_i, H, W]``).
+
+    Models that have one return it from ``classifier_head()``; methods that reuse a classifier
+    (SimKD) get the teacher's and the student's in ``Context``.
+    """
+
+    maps: tuple[str, ...]
+    module: nn.Module

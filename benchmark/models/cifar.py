@@ -18,7 +18,8 @@ from itertools import pairwise
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdbench.output import Output
+from kdbench.models.preact import PreactPoint, PreactUnsupported, record
+from kdbench.output import Head, Output
 from kdbench.registry import MODELS
 
 # The version of what this module computes, part of every run id that uses it (kdbench.identity).
@@ -37,6 +38,7 @@ class StagedNet(nn.Module):
     stages: nn.ModuleList
     head: nn.Module  # applied to the last stage before pooling (identity or BN-ReLU)
     fc: nn.Linear
+    preact: dict[str, Tensor] | None = None  # stageK.preact, once requested
 
     def forward(self, x: Tensor) -> Output:
         x = self.stem(x)
@@ -46,7 +48,37 @@ class StagedNet(nn.Module):
             features[f"stage{i}"] = x
         pooled = self.head(x).mean((2, 3))
         features["pooled"] = pooled
+        features.update(self.preact or {})
         return Output(self.fc(pooled), features)
+
+    def preact_points(self) -> dict[str, PreactPoint]:
+        raise PreactUnsupported(
+            f"{type(self).__name__}: pre-activation features are implemented for the CIFAR "
+            "ResNets only (post-activation blocks; WRN is pre-activation, VGG has no blocks)"
+        )
+
+    def enable_preact(self) -> None:
+        if self.preact is None:
+            self.preact = record(self.preact_points())
+
+    def preact_norms(self) -> dict[str, nn.BatchNorm2d]:
+        return {f"{k}.preact": p.norm for k, p in self.preact_points().items()}
+
+    def classifier_head(self) -> Head:
+        """``head`` (identity or BN-ReLU), global average pooling and ``fc`` on the last stage."""
+        return Head((f"stage{len(self.stages) + 1}",), MapClassifier(self.head, self.fc))
+
+
+class MapClassifier(nn.Module):
+    """``fc(mean(head(x)))``: a StagedNet's classifier on its last stage's map."""
+
+    def __init__(self, head: nn.Module, fc: nn.Linear) -> None:
+        super().__init__()
+        self.head = head
+        self.fc = fc
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.head(x).mean((2, 3)))
 
 
 class BasicBlock(nn.Module):
@@ -63,10 +95,11 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(
                 nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
             )
+        self.act = nn.ReLU()  # a module, so that its input (the pre-activation) can be read
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        return self.act(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
 class CifarResNet(StagedNet):
@@ -88,6 +121,13 @@ class CifarResNet(StagedNet):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def preact_points(self) -> dict[str, PreactPoint]:
+        """The stem's ReLU after its BN; in each stage's last block the ReLU after the sum."""
+        points = {"stage1": PreactPoint(self.stem[2], self.stem[1])}
+        for k, stage in enumerate(self.stages, 2):
+            points[f"stage{k}"] = PreactPoint(stage[-1].act, stage[-1].bn2)
+        return points
 
 
 class WideBlock(nn.Module):

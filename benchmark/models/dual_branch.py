@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from kdbench.models.frequency import BANDS, FAD, LFS
 from kdbench.models.timm_net import TimmNet
-from kdbench.output import Output
+from kdbench.output import Head, Output
 from kdbench.registry import MODELS
 
 # The version of what this module computes, part of every run id that uses it (kdbench.identity).
@@ -85,6 +85,25 @@ class DualBranch(nn.Module):
         features["fused"] = torch.cat(pooled, dim=1)
         return Output(self.head(features["fused"]), features)
 
+    def enable_preact(self) -> None:
+        for net in self.branches.values():
+            net.enable_preact()
+
+    def preact_norms(self) -> dict[str, nn.BatchNorm2d]:
+        return {
+            f"{name}.{key}": norm
+            for name, net in self.branches.items()
+            for key, norm in net.preact_norms().items()
+        }
+
+    def classifier_head(self) -> Head:
+        """The fused linear head on the two branches' last maps, concatenated and averaged (the
+        fused vector wherever each branch's pooled vector is the average of its last map)."""
+        maps = tuple(
+            f"{name}.stage{len(net.body.feature_info)}" for name, net in self.branches.items()
+        )
+        return Head(maps, PooledLinear(self.head))
+
     def frequency_input(self, x: Tensor) -> Tensor:
         """FAD's band images (12 for RGB, 4 for grey), plus the LFS maps (nearest up-sampled)
         when enabled. LFS and grey FAD read the same grey image, the channel mean."""
@@ -94,6 +113,17 @@ class DualBranch(nn.Module):
             return bands
         stats = F.interpolate(self.lfs(grey), size=x.shape[-2:], mode="nearest")
         return torch.cat([bands, stats], dim=1)
+
+
+class PooledLinear(nn.Module):
+    """Global average pooling, then ``linear``."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x.mean((2, 3)))
 
 
 def _pooled_width(net: TimmNet) -> int:
