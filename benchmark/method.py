@@ -48,9 +48,9 @@ class Method(nn.Module):
     Subclasses set ``description`` (one line for ``kdbench list``), override ``losses`` and,
     rarely, ``backward``. ``needs_teacher = False`` declares a method that trains without a
     teacher; ``needs_preact = True`` one that reads pre-activation features (``stageK.preact``,
-    the input of stage K's last ReLU; ResNet-family models). Every batch carries the dataset contract's keys (``kdbench.dataset``): ``image``,
-    ``label``, ``index`` (each sample's position in the training split) and, where the dataset
-    has them, ``video`` and ``view``.
+    the input of stage K's last ReLU; ResNet-family models). Every batch carries the dataset
+    contract's keys (``kdbench.dataset``): ``image``, ``label``, ``index`` (each sample's
+    position in the training split) and, where the dataset has them, ``video`` and ``view``.
     """
 
     description: ClassVar[str] = ""

@@ -26,7 +26,7 @@ TINY = [
     "train.epochs=1",
     "teacher.train.epochs=1",
     "teacher.precision=fp32",
-    "train.precision=fp32",  # auto times both under load and may flip: runs compared here must match
+    "train.precision=fp32",  # auto re-times under load and may flip: compared runs must match
 ]
 
 

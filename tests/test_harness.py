@@ -224,7 +224,9 @@ def shared_results(tmp_path_factory):
 @pytest.mark.parametrize("name", [n for n in METHODS.names() if not n.startswith("test-")])
 def test_every_method_trains_on_the_smoke_preset(name, tiny, shared_results):
     plan = Plan()
-    cfg = resolve_teacher(tiny(f"method.name={name}"), plan)
+    # pre-activation features need a ResNet-family student (the smoke one is a MobileNetV3)
+    student = ["student.name=resnet10t"] if METHODS.get(name).needs_preact else []
+    cfg = resolve_teacher(tiny(f"method.name={name}", *student), plan)
     records = run_local(Plan(plan.teachers, [cfg]), shared_results, log=lambda *_: None)
     record = records[-1]
     assert record["status"] == "done", record.get("error")
@@ -258,3 +260,17 @@ def test_bad_training_and_model_settings_fail_before_building(tiny, override, me
     cfg = tiny("method.name=kd", "teacher.name=dual-branch", override)
     with pytest.raises(ConfigError, match=message):
         validate(cfg)
+
+
+def test_a_model_sized_for_other_images_names_the_key_to_set(tiny, tmp_path):
+    """data.params.size: 48 with a dual-branch model sized 32: one line naming the key, in
+    the error and in the failed record (it used to fail inside FAD, blaming teacher.run)."""
+    dual = ["student.name=dual-branch", "student.kwargs.spatial=resnet10t"]
+    dual += ["student.kwargs.frequency=resnet10t", "student.kwargs.image_size=32"]
+    cfg = tiny("method.name=vanilla", "data.params.size=48", *dual)
+    cfg.teacher = None
+    expected = r"student\.kwargs\.image_size is 32, but the data's images are 48×48"
+    with pytest.raises(ConfigError, match=expected):
+        run(cfg, tmp_path)
+    (failed,) = load_results(tmp_path)
+    assert failed["status"] == "failed" and "set student.kwargs.image_size=48" in failed["error"]

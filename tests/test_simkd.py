@@ -103,3 +103,20 @@ def test_a_head_that_does_not_give_the_logits_is_refused() -> None:
         build_method("simkd", ctx, {})
     with pytest.raises(ValueError, match="exposes none"):
         build_method("simkd", Context(student, teacher, 3, 10), {})
+
+
+@pytest.mark.slow
+def test_a_simkd_run_evaluates_and_costs_what_it_deploys(tiny, tmp_path):
+    from kdbench.sweep import Plan, resolve_teacher, run_local
+
+    plan = Plan()
+    cfg = resolve_teacher(tiny("method.name=simkd", "student.name=resnet10t"), plan)
+    plain = resolve_teacher(tiny("method.name=kd", "student.name=resnet10t"), plan)
+    records = run_local(Plan(plan.teachers, [cfg, plain]), tmp_path, log=lambda *_: None)
+    simkd, kd = records[-2:]
+    assert simkd["status"] == kd["status"] == "done", simkd.get("error")
+    projector = simkd["cost"]["method_params"]
+    head = (512 + 512) * 2 + 2  # the smoke teacher's fused head: two resnet10t branches → 2
+    assert simkd["cost"]["student"]["params"] == kd["cost"]["student"]["params"] + projector + head
+    assert simkd["cost"]["student"]["flops"] > kd["cost"]["student"]["flops"]
+    assert set(simkd["history"][0]["train"]) == {"simkd"}  # the one loss: no CE, no KD

@@ -60,18 +60,23 @@ class TimmNet(nn.Module):
     def preact_norms(self) -> dict[str, nn.BatchNorm2d]:
         return {f"{k}.preact": p.norm for k, p in self.preact_points().items()}
 
-    def classifier_head(self) -> Head:
-        """timm's ``forward_head`` on the last stage's map: the network's own logits wherever
-        the last stage is the final feature map (ResNets; not where timm normalises after it)."""
-        return Head((f"stage{len(self.body.feature_info)}",), TimmHead(self.body))
+    def classifier_head(self) -> Head | None:
+        """timm's global pooling and classifier on the last stage's map: the network's own
+        logits where its head is just those (ResNets; not where a conv or a norm comes between,
+        as in MobileNetV3: a method reusing the head checks that it gives the logits)."""
+        if not hasattr(self.body, "global_pool"):
+            return None
+        stage = f"stage{len(self.body.feature_info)}"
+        return Head((stage,), PoolClassifier(self.body.global_pool, self.body.get_classifier()))
 
 
-class TimmHead(nn.Module):
-    """``body.forward_head``: global pooling and the classifier of a timm model."""
+class PoolClassifier(nn.Module):
+    """A timm model's ``global_pool`` then its classifier."""
 
-    def __init__(self, body: nn.Module) -> None:
+    def __init__(self, pool: nn.Module, classifier: nn.Module) -> None:
         super().__init__()
-        self.body = body
+        self.pool = pool
+        self.classifier = classifier
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.body.forward_head(x)
+        return self.classifier(self.pool(x).flatten(1))

@@ -106,7 +106,14 @@ def selection_score(entry: dict, metric: str) -> float:
 
 
 def cost_record(cfg: RunConfig, setup: Setup, image_shape: tuple) -> dict:
-    student = model_cost(cfg.student, setup.student, image_shape)
+    """The deployed student's cost (the student, or what its method deploys, e.g. SimKD's
+    student + projector + the teacher's classifier), the teacher's, and the method's own
+    training-time parameters."""
+    deployed = setup.method.deployed(setup.student)
+    if deployed is setup.student:
+        student = model_cost(cfg.student, setup.student, image_shape)
+    else:
+        student = measure_cost(deployed, image_shape)
     teacher = model_cost(cfg.teacher, setup.teacher, image_shape) if setup.teacher else None
     return {
         "student": asdict(student),

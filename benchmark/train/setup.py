@@ -4,7 +4,7 @@ and optimiser, as one ``Setup``."""
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -14,6 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 from kdbench.config import ConfigError, RunConfig, coerce
 from kdbench.method import Context, Method, build_method, check_params
 from kdbench.models import build_model, model_names
+from kdbench.models.preact import PreactUnsupported, enable_preact
+from kdbench.output import Head
 from kdbench.registry import DATASETS, METHODS, MODELS, UnknownNameError, unknown_message
 from kdbench.train.data import build_datasets, dataset_labels, make_loader
 from kdbench.train.device import place, resolve_device
@@ -43,8 +45,9 @@ class Setup:
 
     @property
     def evaluated(self) -> nn.Module:
-        """The model a run evaluates and saves: the weight average when there is one."""
-        return self.average.model if self.average else self.student
+        """The network a run evaluates, costs and saves: the weight average when there is one,
+        as the method deploys it (the student itself, but for SimKD)."""
+        return self.method.deployed(self.average.model if self.average else self.student)
 
 
 def validate(cfg: RunConfig) -> None:
@@ -105,14 +108,23 @@ def build(cfg: RunConfig, results: Path) -> Setup:
     datasets = build_datasets(cfg.data)
     loaders = {s: make_loader(d, cfg, s, device) for s, d in datasets.items()}
     num_classes = datasets["train"].num_classes
+    check_image_size(cfg, datasets["train"])
     student = build_model(
-        cfg.student.name, num_classes, cfg.student.checkpoint, **cfg.student.kwargs
+        cfg.student.name,
+        num_classes,
+        cfg.student.checkpoint,
+        cfg.student.pretrained,
+        **cfg.student.kwargs,
     )
     student = place(student, device)
+    method_cls = METHODS.get(cfg.method.name)
     teacher, weights = None, None
-    if METHODS.get(cfg.method.name).needs_teacher:
+    if method_cls.needs_teacher:
         teacher, weights = load_teacher(cfg, num_classes, results, device)
+    if method_cls.needs_preact:
+        request_preact(cfg.method.name, student, teacher)
     ctx = dry_run(student, teacher, datasets["train"], num_classes, device)
+    ctx = replace(ctx, total_epochs=cfg.train.epochs, steps_per_epoch=len(loaders["train"]))
     method = build_method(cfg.method.name, ctx, cfg.method.params).to(device)
     params = list(student.parameters()) + list(method.parameters())
     outputs, notes = teacher_side(cfg, teacher, weights, method, datasets["train"], device)
@@ -138,11 +150,58 @@ def build(cfg: RunConfig, results: Path) -> Setup:
 
 
 def dry_run(student, teacher, train_set: Dataset, num_classes: int, device) -> Context:
-    """One forward of a 2-sample batch, so methods can size projectors from real shapes."""
+    """One forward of a 2-sample batch, so methods can size projectors from real shapes; and
+    what a method may reuse of the networks (their classifier heads, the teacher's batch
+    norms before its pre-activation features)."""
     images = torch.stack([train_set[i]["image"] for i in range(2)]).to(device)
     with torch.no_grad():
         was = student.training
         s_out = student.eval()(images)
         student.train(was)
         t_out = teacher(images) if teacher is not None else None
-    return Context(s_out, t_out, num_classes, len(train_set), dataset_labels(train_set))
+    norms = (
+        teacher.preact_norms()
+        if t_out and any(k.endswith(".preact") for k in t_out.features)
+        else None
+    )
+    return Context(
+        s_out,
+        t_out,
+        num_classes,
+        len(train_set),
+        dataset_labels(train_set),
+        student_head=head_of(student),
+        teacher_head=head_of(teacher),
+        teacher_preact_norms=norms,
+    )
+
+
+def head_of(model: nn.Module | None) -> Head | None:
+    """The network's classifier head, where it exposes one (``classifier_head()``)."""
+    return model.classifier_head() if hasattr(model, "classifier_head") else None
+
+
+def request_preact(method: str, student: nn.Module, teacher: nn.Module | None) -> None:
+    """Make both networks return ``stageK.preact`` features, or say which cannot."""
+    for role, model in (("student", student), ("teacher", teacher)):
+        if model is None:
+            continue
+        try:
+            enable_preact(model)
+        except PreactUnsupported as err:
+            raise ConfigError(
+                f"method {method!r} reads pre-activation features; {role}: {err}"
+            ) from None
+
+
+def check_image_size(cfg: RunConfig, train_set: Dataset) -> None:
+    """A kdbench model sized for its input (``image_size``: the dual-branch teacher's FAD) must
+    be given the data's size: one line naming the key to set, before anything is built."""
+    side = train_set[0]["image"].shape[-1]
+    for role, model in (("student", cfg.student), ("teacher", cfg.teacher)):
+        size = (model.kwargs if model else {}).get("image_size")
+        if size is not None and size != side:
+            raise ConfigError(
+                f"{role}.kwargs.image_size is {size}, but the data's images are {side}×{side} "
+                f"(data.params): set {role}.kwargs.image_size={side}"
+            )
