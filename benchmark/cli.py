@@ -177,19 +177,22 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from kdbench.cli_report import report_demo
+    from kdbench.cli_report import report_demo, show
+    from kdbench.report.render import to_rich
     from kdbench.sweep import expand, load_spec, run_local
 
     started = time.time()
     plan = expand(load_spec(preset=args.preset))
     console.print(f"demo: {len(plan.teachers)} teacher run(s), {len(plan.students)} student runs")
     records = run_local(plan, args.results, log=say)
-    print_summary(records, f"kdbench demo ({args.preset})")
+    summary = report_demo(args.results, [cfg.run_id() for cfg in plan.runs()])
+    for name, table in summary.tables.items():
+        print_table(to_rich(table, f"kdbench demo ({args.preset}): {name}"), 160)
     failed = [r for r in records if r.get("status") != "done"]
     console.print(f"wall time {time.time() - started:.0f} s; results in {args.results / 'runs'}")
     if len({cfg.seed for cfg in plan.students}) == 1:
         say(ONE_SEED)
-    report_demo(args.results, [cfg.run_id() for cfg in plan.runs()])
+    show(summary)
     return 1 if failed else 0
 
 
@@ -198,12 +201,6 @@ ONE_SEED = (
     "5 seeds in the regime where students converge, with paired tests and the smallest "
     "difference its seeds can detect (see the README)."
 )
-
-
-def print_summary(records: list[dict], title: str) -> None:
-    from kdbench.summary import summary_table
-
-    print_table(summary_table(records, title), 160)
 
 
 def cmd_flops(args) -> None:

@@ -66,13 +66,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def report_demo(results: Path, run_ids: list[str]) -> None:
-    """Write the report of the demo's runs (read back from ``results``) to ``results/demo``."""
+def report_demo(results: Path, run_ids: list[str]):
+    """Write the report of the demo's runs (read back from ``results``) to ``results/demo``;
+    its ``Report``."""
     from kdbench.report import write_report
     from kdbench.results import read_result
 
     records = [r for r in (read_result(results, run_id) for run_id in run_ids) if r]
-    show(write_report(records, results / "demo", sources=[str(results / "runs")]))
+    return write_report(records, results / "demo", sources=[str(results / "runs")])
 
 
 def show(summary) -> None:

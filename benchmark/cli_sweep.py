@@ -26,8 +26,8 @@ from kdbench.executors import (
     wait_slurm,
 )
 from kdbench.jobs import SchedulerError
+from kdbench.report.labels import data_label, method_label, model_label
 from kdbench.results import check_writable, read_result
-from kdbench.summary import data_label, method_label, model_label
 from kdbench.sweep import (
     Plan,
     RunStatus,

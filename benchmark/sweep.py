@@ -185,7 +185,7 @@ def run_local(plan: Plan, results: Path, progress: bool | None = None, log=print
 
 def describe(cfg: RunConfig) -> str:
     """A one-line label of a run for logs: data, model, method, seed."""
-    from kdbench.summary import data_label, method_label, model_label
+    from kdbench.report.labels import data_label, method_label, model_label
 
     parts = asdict(cfg)
     models = model_label(parts["student"]), method_label(parts["method"])

@@ -30,8 +30,8 @@ from kdbench.report import (
     unique_runs,
     write_report,
 )
-from kdbench.report.pages import dataset_table
 from kdbench.report.plots import dataset_figures
+from kdbench.report.tables import dataset_table
 
 LQ = DataConfig(params={"quality": "lq"})
 CIFAR = DataConfig(name="cifar100", params={"root": "/data/cifar-100-python"})
@@ -338,6 +338,49 @@ def test_markdown_latex_and_csv_round_trip_the_same_numbers(written):
     assert (fitnets["AUC (%)"], fitnets["Δ AUC"]) == ("60.50 ± 4.95 [±44.47]", "-1.50 [±31.77]")
 
 
+def test_the_terminal_table_shows_the_markdown_tables_cells(written):
+    """What `kdbench demo` prints is the report's table: the same cells (85.71, not 0.857)."""
+    from rich.console import Console
+
+    from kdbench.report.render import to_rich
+
+    out, summary = written
+    console = Console(record=True, width=400)
+    console.print(to_rich(summary.tables["synthff lq"]))
+    lines = [line for line in console.export_text().splitlines() if line.startswith("│")]
+    shown = [[cell.strip() for cell in line.strip("│").split("│")] for line in lines]
+    md = parse_markdown((out / "tables" / "synthff-lq.md").read_text())
+    assert shown == [list(row.values()) for row in md]
+    kd = next(cells for cells in shown if cells[0] == "kd {train.epochs=6}")
+    assert {"72.00 ± 1.73 [±4.30]", "+10.00** [±2.48]"} <= set(kd)
+
+
+def test_a_column_is_one_entry_of_the_column_list(monkeypatch):
+    """A new report column is one Column in columns.COLUMNS: from then on it is in the runs
+    frame, aggregated per group, shown in every table and written to the CSV."""
+    from kdbench.report import columns
+    from kdbench.report.render import to_latex, to_markdown, to_rich
+    from kdbench.report.tables import table_csv
+
+    memory = columns.Column(
+        "memory_mb",
+        "memory (MB)",
+        lambda g: f"{g['memory_mb']:.0f}",
+        run=lambda r: r["cost"]["student"]["memory_mb"],
+        group="mean",
+    )
+    monkeypatch.setattr(columns, "COLUMNS", [*columns.COLUMNS, memory])
+    records = [record("resnet10t", seed=s, auc=0.6, memory_mb=100 + 2 * s) for s in (0, 1)]
+    runs = runs_frame(records)
+    report = analyse("synthff lq", runs, history_frame(records), None)
+    table = dataset_table(report)
+    assert list(runs["memory_mb"]) == [100, 102]
+    assert table.rows[0][table.columns.index("memory (MB)")] == "101"
+    assert list(table_csv(report)["memory_mb"]) == [101]
+    assert "memory (MB)" in to_markdown(table) and "memory (MB)" in to_latex(table)
+    assert "memory (MB)" in [column.header for column in to_rich(table).columns]
+
+
 def test_best_student_per_column_is_bold(written):
     text = (written[0] / "tables" / "synthff-lq.md").read_text()
     bold = re.findall(r"\| \*\*(.+?)\*\* ", text)
@@ -491,7 +534,8 @@ def test_demo_ends_by_writing_its_report_to_results_demo(tmp_path, capsys, monke
 
     monkeypatch.setattr("kdbench.sweep.run_local", fake_run_local)
     assert main(["demo", "--results", str(tmp_path)]) == 0
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     readme = (tmp_path / "demo" / "README.md").read_text()
     written = len(list((tmp_path / "runs").glob("*.json")))
     assert f"{written} runs from" in readme and "## synthff lq" in readme
@@ -499,10 +543,12 @@ def test_demo_ends_by_writing_its_report_to_results_demo(tmp_path, capsys, monke
     assert str(tmp_path / "demo" / "index.html") in err
     assert "One seed per method: an illustration, not evidence" in err
     assert "kdbench demo --preset paper" in err
+    out = captured.out  # the report's table, as in its README: points, two decimals
+    assert "kdbench demo (demo): synthff lq" in out and "70.00" in out and "0.700" not in out
 
 
 def test_model_label_names_switched_on_flags_and_the_branch():
-    from kdbench.summary import model_label
+    from kdbench.report.labels import model_label
 
     flags = {"lfs": True, "aux_heads": True, "image_size": 64, "spatial": "resnet18"}
     assert model_label({"name": "dual-branch", "kwargs": flags}) == "dual-branch+aux_heads+lfs"

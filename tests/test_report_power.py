@@ -13,7 +13,7 @@ from test_report import DUAL, parse_markdown, record, row, write_runs
 
 from kdbench.cli import main
 from kdbench.report import analyse, history_frame, runs_frame, write_report
-from kdbench.report.pages import dataset_table, to_markdown
+from kdbench.report.render import to_markdown
 from kdbench.report.stats import (
     last_quarter_movement,
     minimum_detectable_difference,
@@ -21,6 +21,7 @@ from kdbench.report.stats import (
     pooled_std,
     seeds_needed,
 )
+from kdbench.report.tables import dataset_table
 
 FLAT = [0.50, 0.60, 0.65, 0.700, 0.702, 0.701, 0.703, 0.704]  # last 2 epochs move 0.1 points
 RISING = [0.50, 0.55, 0.60, 0.62, 0.64, 0.66, 0.68, 0.70]  # last 2 epochs move 2 points

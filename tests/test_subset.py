@@ -83,7 +83,7 @@ def test_a_student_trains_on_a_fraction_from_a_teacher_that_saw_everything(tiny,
 
 
 def test_labels_say_how_much_of_the_training_data_a_run_saw():
-    from kdbench.summary import data_label
+    from kdbench.report.labels import data_label
 
     assert data_label({"name": "synthff", "params": {"quality": "lq"}}) == "synthff lq"
     limited = {"name": "synthff", "params": {"quality": "lq"}, "train_fraction": 0.25}

@@ -2,7 +2,6 @@
 submission: Slurm arrays with afterok (a stand-in sbatch), local and debug executors end to end."""
 
 import json
-import math
 import os
 import pickle
 import subprocess
@@ -31,7 +30,6 @@ from kdbench.jobs import (
     record_jobs,
 )
 from kdbench.results import load_results, read_result, run_path, write_json
-from kdbench.summary import summary_rows
 from kdbench.sweep import Plan, counts, expand, load_spec, merge, pick, run_states, to_submit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,31 +130,6 @@ def test_unknown_sweep_key_is_an_error(tmp_path):
     path.write_text("base: {}\ngrids: {seed: [0]}\n")
     with pytest.raises(ConfigError, match=r"sweep keys \['grids'\] are not known"):
         load_spec(path)
-
-
-def record(method, seed, auc, quality="hq", status="done"):
-    return {
-        "status": status,
-        "config": {
-            "seed": seed,
-            "data": {"name": "synthff", "params": {"quality": quality}},
-            "student": {"name": "s", "kwargs": {}},
-            "method": {"name": method, "params": {}},
-        },
-        "cost": {"student": {"params": 2_000_000, "flops": 3_000_000}},
-        "best": {"test": {"acc": auc - 0.1, "auc": auc, "video_auc": auc}},
-    }
-
-
-def test_summary_groups_seeds_into_mean_and_std():
-    records = [record("kd", 0, 0.8), record("kd", 1, 0.9), record("kd", 2, 0.7),
-               record("vanilla", 0, 0.6), record("kd", 3, 0.1, status="failed")]  # fmt: skip
-    rows = {r["method"]: r for r in summary_rows(records)}
-    assert rows["kd"]["n"] == 3
-    assert rows["kd"]["auc"] == pytest.approx(0.8)
-    assert rows["kd"]["auc_std"] == pytest.approx(0.1)  # sample std of 0.7, 0.8, 0.9
-    assert rows["vanilla"]["n"] == 1 and math.isnan(rows["vanilla"]["auc_std"])
-    assert rows["kd"]["params_m"] == 2.0 and rows["kd"]["gflops"] == 0.003
 
 
 # --- specs and presets ---------------------------------------------------------------------

@@ -7,27 +7,32 @@ Metrics are percentages; costs are those of the deployed student (``cost.student
 
 One module per step, each importing only those before it:
 
-- ``frames``: run JSONs → DataFrames (one row per run; failed runs; histories; recipes);
+- ``labels``: what the tables call a run's data, model, method and metrics;
 - ``stats``: pure statistics in points (convergence, t-intervals, power of a paired test);
-- ``analysis``: one dataset's groups, gains over the vanilla student, Pareto front, power;
+- ``columns``: the column list every table is made from (a new column is one entry there);
+- ``frames``: run JSONs → DataFrames (one row per run; failed runs; histories; recipes);
+- ``compare``: gains over the vanilla student, pairs of groups, the power of the seeds;
+- ``analysis``: one dataset's groups, their comparisons, Pareto front, table order;
 - ``references``: published numbers and the difference to ours;
-- ``plots``: the figures; ``pages``: tables and the Markdown/HTML pages;
+- ``tables``: the tables as one model (cells as text); ``render``: a table as Markdown,
+  LaTeX or a terminal table;
+- ``plots``: the figures; ``pages``: the Markdown/HTML pages;
 - ``write``: the folder (README.md, index.html, runs.csv, tables/, plots/).
 
 The names below are imported from their module on first use, so that importing one light
-module (``kdbench.report.stats``, read by the command line) does not load pandas and
-matplotlib.
+module (``kdbench.report.stats``, ``labels`` or ``columns``, read by the command line and the
+sweep) does not load pandas and matplotlib.
 """
 
 import importlib
 
 EXPORTS = {
     "DatasetReport": "analysis",
-    "Power": "analysis",
+    "Power": "compare",
     "analyse": "analysis",
-    "metric_label": "analysis",
+    "metric_label": "labels",
     "pareto_mask": "analysis",
-    "METRIC_LABELS": "frames",
+    "METRIC_LABELS": "labels",
     "ReportInputError": "frames",
     "history_frame": "frames",
     "load_runs": "frames",

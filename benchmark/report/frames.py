@@ -12,20 +12,11 @@ import numpy as np
 import pandas as pd
 
 from kdbench.config import NOT_HASHED, ConfigError
-from kdbench.report.stats import (
-    CONVERGED_WITHIN,
-    last_quarter_movement,
-)
+from kdbench.report.columns import run_value_names, run_values
+from kdbench.report.labels import METRIC_LABELS, data_label, method_label, model_label
+from kdbench.report.stats import CONVERGED_WITHIN, last_quarter_movement
 from kdbench.results import DamagedResult, check_result
-from kdbench.summary import data_label, method_label, model_label
 
-METRIC_LABELS = {
-    "acc": "ACC",
-    "top5": "top-5",
-    "auc": "AUC",
-    "video_acc": "video ACC",
-    "video_auc": "video AUC",
-}
 CELL = ["dataset", "teacher", "student", "method"]
 GROUP = [*CELL, "variant"]
 # Config keys that never split a group: the replicate itself, and what the run id ignores
@@ -95,7 +86,7 @@ def runs_frame(records: Sequence[dict], within: float = CONVERGED_WITHIN) -> pd.
     epochs), test metrics (%) at the best epoch."""
     done = [r for r in records if r["status"] == "done"]
     if not done:
-        return pd.DataFrame(columns=RUN_COLUMNS)
+        return pd.DataFrame(columns=run_columns())
     frame = pd.DataFrame([run_row(r, within) for r in done])
     frame["variant"] = variant_labels(frame, [r["config"] for r in done])
     frame["role"] = roles(frame)
@@ -103,31 +94,18 @@ def runs_frame(records: Sequence[dict], within: float = CONVERGED_WITHIN) -> pd.
     return frame
 
 
-RUN_COLUMNS = [
-    "run_id",
-    "dataset",
-    "data_name",
-    "teacher",
-    "teacher_name",
-    "student",
-    "student_name",
-    "method",
-    "method_name",
-    "variant",
-    "role",
-    "recipe",
-    "seed",
-    "select",
-    "params_m",
-    "gflops",
-    "latency_ms",
-    "val_movement",
-    "converged",
-]
+LABELS = ["run_id", "dataset", "data_name", "teacher", "teacher_name", "student",
+          "student_name", "method", "method_name", "variant", "role", "recipe"]  # fmt: skip
+
+
+def run_columns() -> list[str]:
+    """The runs frame's columns before the metrics: labels, seed, the selection metric, each
+    column's run value (columns.COLUMNS), convergence."""
+    return [*LABELS, "seed", "select", *run_value_names(), "val_movement", "converged"]
 
 
 def run_row(record: dict, within: float) -> dict:
-    cfg, cost = record["config"], record["cost"]["student"]
+    cfg = record["config"]
     teacher = cfg.get("teacher")
     select = cfg.get("train", {}).get("select", "acc")
     movement = last_quarter_movement(selection_curve(record["history"], select))
@@ -145,9 +123,7 @@ def run_row(record: dict, within: float) -> dict:
         "role": "",
         "seed": cfg["seed"],
         "select": select,
-        "params_m": cost["params"] / 1e6,
-        "gflops": cost["flops"] / 1e9,
-        "latency_ms": cost.get("latency_ms", math.nan),
+        **run_values(record),
         "val_movement": movement,
         "converged": movement < within,
     } | {metric: 100 * value for metric, value in record["best"]["test"].items()}
@@ -280,7 +256,8 @@ def history_frame(records: Sequence[dict], split: str = "val") -> pd.DataFrame:
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
     """Metrics with at least one value, in the order of METRIC_LABELS, then the rest."""
-    found = [c for c in frame.columns if c not in RUN_COLUMNS and frame[c].notna().any()]
+    known = set(run_columns())
+    found = [c for c in frame.columns if c not in known and frame[c].notna().any()]
     return sorted(
         found, key=lambda m: (list(METRIC_LABELS).index(m) if m in METRIC_LABELS else 99, m)
     )

@@ -19,7 +19,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from kdbench.report.analysis import DatasetReport, metric_label, pareto_mask
+from kdbench.report.analysis import DatasetReport, pareto_mask
+from kdbench.report.labels import metric_label
 
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">", "p", "h")
 TEACHER_MARKERS = ("*", "X", "P", "D", "^", "v", "s")

@@ -19,27 +19,22 @@ from kdbench.report.frames import (
 )
 from kdbench.report.pages import (
     dataset_section,
-    dataset_table,
     failed_section,
     html_page,
     readme,
     reference_section,
-    reference_table,
     skipped_section,
-    table_csv,
-    to_latex,
-    to_markdown,
 )
 from kdbench.report.plots import dataset_figures, save_figure
 from kdbench.report.references import REFERENCES, load_references, reference_deltas
-from kdbench.report.stats import (
-    CONVERGED_WITHIN,
-)
+from kdbench.report.render import to_latex, to_markdown
+from kdbench.report.stats import CONVERGED_WITHIN
+from kdbench.report.tables import Table, dataset_table, reference_table, table_csv
 
 
 @dataclass
 class Report:
-    """What was written where, for the command line to print."""
+    """What was written where, and each dataset's table, for the command line to print."""
 
     out: Path
     runs: int
@@ -49,6 +44,7 @@ class Report:
     datasets: list[str] = field(default_factory=list)
     references: int = 0
     skipped: list[str] = field(default_factory=list)  # files that are not usable run results
+    tables: dict[str, Table] = field(default_factory=dict)  # by dataset, as in README.md
 
     @property
     def index(self) -> Path:
@@ -95,9 +91,9 @@ def write_report(
     all_runs_csv(runs, failed).to_csv(out / "runs.csv", index=False)
     if reports:
         power_frame(reports).to_csv(out / "tables" / "power.csv", index=False)
-    sections = []
+    sections, tables = [], {}
     for report in reports:
-        table = dataset_table(report)
+        table = tables[report.name] = dataset_table(report)
         write_tables(out / "tables", report.slug, table, table_csv(report))
         report.pairs.to_csv(out / "tables" / f"{report.slug}-pairs.csv", index=False)
         plots = {
@@ -115,7 +111,7 @@ def write_report(
     if skipped:
         sections.append(skipped_section(list(skipped)))
     counts = len(records), len(runs), len(failed), duplicates
-    summary = Report(out, *counts, names, len(deltas), list(skipped))
+    summary = Report(out, *counts, names, len(deltas), list(skipped), tables)
     page = readme(summary, sources, sections)
     (out / "README.md").write_text(page)
     (out / "index.html").write_text(html_page(page, TITLE))
