@@ -1,12 +1,35 @@
-"""The command line: one clear line for bad names, plug-in methods through the harness."""
+"""The command line: every command in its help, one clear line for bad names, plug-in methods
+through the harness."""
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from kdbench.cli import main
 
 pytestmark = pytest.mark.slow
+COMMANDS = {"bench", "data", "demo", "flops", "list", "report", "run", "sweep"}
+
+
+def test_help_lists_every_command_one_module_each():
+    """`kdbench --help` (the installed console script) names every command with its line of
+    help; each command is one module of benchmark/cli/."""
+    folder = Path(__file__).resolve().parents[1] / "benchmark" / "cli"
+    modules = {path.stem for path in folder.glob("*.py") if not path.stem.startswith("_")}
+    assert modules == COMMANDS
+    kdbench = Path(sys.executable).with_name("kdbench")
+    done = subprocess.run([kdbench, "--help"], capture_output=True, text=True, check=True)
+    listed = re.search(r"\{([a-z,]+)\}", done.stdout).group(1).split(",")
+    assert sorted(listed) == sorted(COMMANDS)
+    for name in COMMANDS:
+        assert re.search(rf"^ +{name} +\w", done.stdout, re.MULTILINE), name
+        with pytest.raises(SystemExit) as exited:
+            main([name, "--help"])
+        assert exited.value.code == 0
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ from kdbench.sweep import (
 STYLES = {"done": "green", "failed": "red", "running": "yellow", "queued": "cyan", "missing": "dim"}
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``kdbench sweep`` and its subcommands to the ``kdbench`` parser."""
     sweep = sub.add_parser("sweep", help="plan, run and watch a grid of runs (Slurm or local)")
     commands = sweep.add_subparsers(dest="sweep_command", required=True)

@@ -11,7 +11,7 @@ from kdbench.console import console, say
 PREPARABLE = ("ff++", "celebdf", "folder")
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``data prepare`` and ``data synth`` to the ``kdbench`` parser's subcommands."""
     data = sub.add_parser(
         "data", help="prepare face crops from real datasets; write SynthFF videos"

@@ -9,7 +9,7 @@ from kdbench.console import console
 from kdbench.report.stats import CONVERGED_WITHIN
 
 
-def add_commands(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser(
         "report", help="tables, plots and reference deltas of run results (README.md, index.html)"
     )
