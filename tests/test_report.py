@@ -206,6 +206,11 @@ def test_per_kind_auc_columns_are_named_after_the_kind():
     columns = dataset_table(report).columns
     assert columns[-3:] == ["AUC frequency (%)", "AUC spatial (%)", "Δ AUC"]
     assert row(report.groups, "kd")["auc_spatial"] == pytest.approx(80.0)
+    assert dataset_table(report, terminal=True).columns[-3:] == [
+        "AUC (%)",
+        "video AUC (%)",
+        "Δ AUC",
+    ]
 
 
 def test_pareto_mask_on_a_known_set():
@@ -339,7 +344,8 @@ def test_markdown_latex_and_csv_round_trip_the_same_numbers(written):
 
 
 def test_the_terminal_table_shows_the_markdown_tables_cells(written):
-    """What `kdbench demo` prints is the report's table: the same cells (85.71, not 0.857)."""
+    """What `kdbench demo` prints is the report's table (85.71, not 0.857): the same cells,
+    in the columns marked for the terminal (no teacher, no AUC per kind of fake)."""
     from rich.console import Console
 
     from kdbench.report.render import to_rich
@@ -347,12 +353,17 @@ def test_the_terminal_table_shows_the_markdown_tables_cells(written):
     out, summary = written
     console = Console(record=True, width=400)
     console.print(to_rich(summary.tables["synthff lq"]))
-    lines = [line for line in console.export_text().splitlines() if line.startswith("│")]
-    shown = [[cell.strip() for cell in line.strip("│").split("│")] for line in lines]
+    text = console.export_text().splitlines()
+    header = next(line for line in text if line.startswith("┃"))
+    names = [cell.strip() for cell in header.strip("┃").split("┃")]
+    body = [line for line in text if line.startswith("│")]
+    shown = [dict(zip(names, (c.strip() for c in line.strip("│").split("│")), strict=True))
+             for line in body]  # fmt: skip
     md = parse_markdown((out / "tables" / "synthff-lq.md").read_text())
-    assert shown == [list(row.values()) for row in md]
-    kd = next(cells for cells in shown if cells[0] == "kd {train.epochs=6}")
-    assert {"72.00 ± 1.73 [±4.30]", "+10.00** [±2.48]"} <= set(kd)
+    assert [name for name in md[0] if name not in names] == ["teacher"]
+    assert shown == [{name: row[name] for name in names} for row in md]
+    kd = next(row for row in shown if row["method"] == "kd {train.epochs=6}")
+    assert (kd["AUC (%)"], kd["Δ AUC"]) == ("72.00 ± 1.73 [±4.30]", "+10.00** [±2.48]")
 
 
 def test_a_column_is_one_entry_of_the_column_list(monkeypatch):

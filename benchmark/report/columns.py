@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kdbench.report.labels import metric_label, with_variant
+from kdbench.report.labels import METRIC_LABELS, metric_label, with_variant
 
 Row = Mapping[str, Any]  # one group of runs: a row of DatasetReport.groups
 NOT_CONVERGED = "†"
@@ -33,7 +33,8 @@ class Column:
     - ``spread``: also ``<name>_std`` and ``<name>_ci95`` over the group's seeds;
     - ``fields``: its columns in the CSV (default: ``name``, and the spread's);
     - ``optional``: shown only where some group has a value; ``best``: the best student's
-      cell is bold.
+      cell is bold; ``terminal``: also in the table the command line prints (which keeps to
+      the columns a terminal has room for).
     """
 
     name: str
@@ -46,6 +47,7 @@ class Column:
     align: str = "r"
     optional: bool = False
     best: bool = False
+    terminal: bool = True
 
     def csv_fields(self) -> tuple[str, ...]:
         if self.fields:
@@ -77,7 +79,7 @@ def seed_list(seeds) -> str:
 COLUMNS = [
     Column("method", "method", method_cell, align="l"),
     Column("student", "student", lambda g: g["student"], align="l"),
-    Column("teacher", "teacher", lambda g: g["teacher"] or "—", align="l"),
+    Column("teacher", "teacher", lambda g: g["teacher"] or "—", align="l", terminal=False),
     Column("n", "n", lambda g: str(g["n"]), group=("seed", "size")),
     Column("converged", "conv.", lambda g: converged(g["converged"], g["n"]), group="sum"),
     Column("seeds", None, group=("seed", seed_list)),
@@ -97,13 +99,16 @@ PARETO = [Column("pareto_gflops", None), Column("pareto_params", None)]
 
 
 def metric_column(metric: str, headline: bool) -> Column:
-    """A test metric (%): mean ± std over seeds, the headline one with its interval."""
+    """A test metric (%): mean ± std over seeds, the headline one with its interval; on the
+    terminal the usual metrics only (not the AUC per kind of fake)."""
 
     def cell(g: Row) -> str:
         text = mean_std(g[metric], g[f"{metric}_std"])
         return text + interval(g[f"{metric}_ci95"]) if headline else text
 
-    return Column(metric, f"{metric_label(metric)} (%)", cell, group="mean", spread=True, best=True)
+    header = f"{metric_label(metric)} (%)"
+    terminal = metric in METRIC_LABELS
+    return Column(metric, header, cell, group="mean", spread=True, best=True, terminal=terminal)
 
 
 def gain_column(metric: str) -> Column:

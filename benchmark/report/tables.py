@@ -32,6 +32,13 @@ CI_NOTE = (
     "the mean per-seed difference where seeds pair up, else Welch's)"
 )
 
+TERMINAL_CAPTION = (
+    "test split at the best validation epoch; mean ± std over n seeds (%), [±h]: 95% "
+    "t-interval; conv.: converged runs of n; Δ: gain over the vanilla student in points, "
+    "* p < 0.05, ** p < 0.01 (paired t-test); bold: best student. Every column, and what it "
+    "means: the report."
+)
+
 
 @dataclass
 class Table:
@@ -44,17 +51,36 @@ class Table:
     bold: set[tuple[int, int]] = field(default_factory=set)
 
 
-def dataset_table(report: DatasetReport) -> Table:
+def dataset_table(report: DatasetReport, terminal: bool = False) -> Table:
     """The paper table of one dataset: one row per group, one column per shown entry of the
     column list (seeds and how many converged, cost, metrics as mean ± std over n seeds, the
     headline one with its interval, the gain with its interval and mark); bold: the best
-    student per metric."""
+    student per metric. ``terminal``: the columns marked for the terminal, a short caption."""
     g = report.groups
-    columns = shown_columns(report)
+    columns = shown_columns(report, terminal)
     rows = [[column.cell(row) for column in columns] for _, row in g.iterrows()]
     best = [j for j, column in enumerate(columns) if column.best]
     bold = best_cells(rows, g["role"] != "teacher", best)
-    caption = (
+    caption = TERMINAL_CAPTION if terminal else paper_caption(report)
+    headers = [column.header for column in columns]
+    return Table(headers, rows, "".join(column.align for column in columns), caption, bold)
+
+
+def shown_columns(report: DatasetReport, terminal: bool = False) -> list[Column]:
+    """The columns a table shows: those with a header (on the terminal, those marked for
+    it), an optional one where a group has a value."""
+    g = report.groups
+    return [
+        column
+        for column in table_columns(report.metrics, report.metric)
+        if column.header is not None
+        and (column.terminal or not terminal)
+        and not (column.optional and g[column.name].isna().all())
+    ]
+
+
+def paper_caption(report: DatasetReport) -> str:
+    return (
         f"{report.name}: test split at the best validation epoch; mean ± std over n seeds (%); "
         f"{CI_NOTE}. conv.: converged runs of n (a run converged when "
         f"{convergence_rule(report.within)}); {NOT_CONVERGED}: not all. "
@@ -62,19 +88,6 @@ def dataset_table(report: DatasetReport) -> Table:
         f"Δ: gain over the vanilla student in points; * p < 0.05, ** p < 0.01, {TEST_NOTE}. "
         "Bold: best student per column."
     )
-    headers = [column.header for column in columns]
-    return Table(headers, rows, "".join(column.align for column in columns), caption, bold)
-
-
-def shown_columns(report: DatasetReport) -> list[Column]:
-    """The columns a table shows: those with a header, an optional one where a group has a
-    value."""
-    g = report.groups
-    return [
-        column
-        for column in table_columns(report.metrics, report.metric)
-        if column.header is not None and not (column.optional and g[column.name].isna().all())
-    ]
 
 
 def convergence_rule(within: float) -> str:

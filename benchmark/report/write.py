@@ -44,7 +44,7 @@ class Report:
     datasets: list[str] = field(default_factory=list)
     references: int = 0
     skipped: list[str] = field(default_factory=list)  # files that are not usable run results
-    tables: dict[str, Table] = field(default_factory=dict)  # by dataset, as in README.md
+    tables: dict[str, Table] = field(default_factory=dict)  # by dataset, for the terminal
 
     @property
     def index(self) -> Path:
@@ -93,7 +93,8 @@ def write_report(
         power_frame(reports).to_csv(out / "tables" / "power.csv", index=False)
     sections, tables = [], {}
     for report in reports:
-        table = tables[report.name] = dataset_table(report)
+        table = dataset_table(report)
+        tables[report.name] = dataset_table(report, terminal=True)
         write_tables(out / "tables", report.slug, table, table_csv(report))
         report.pairs.to_csv(out / "tables" / f"{report.slug}-pairs.csv", index=False)
         plots = {
