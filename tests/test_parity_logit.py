@@ -1,6 +1,10 @@
-"""Parity of the logit methods with their references, loss and gradients on the student's
-logits, as ``test_parity.py`` does:
+"""Parity of the logit methods (dkd, ls-kd) with their references, loss and gradients on
+the student's logits, as ``test_parity.py`` does:
 
+- ``dkd``: torchdistill has no DKD; the reference is mdistiller's ``dkd_loss``
+  (github.com/megvii-research/mdistiller ``mdistiller/distillers/DKD.py``) transcribed below, and
+  for ``logit_standardize`` its copy with ``normalize`` (github.com/sunshangquan/
+  logit-standardization-KD ``mdistiller/distillers/DKD.py``);
 - ``ls-kd``: torchdistill's ``LogitStdKDLoss``.
 
 Run with ``-s`` to print one ``parity | method | reference | max|Δ| loss | max|Δ| grad`` row per
@@ -13,9 +17,10 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from test_parity import BATCH, CLASSES, assert_parity, io, leaf, loss_and_grads
 from torch import Tensor
-from torchdistill.losses.mid_level import LogitStdKDLoss
+from torchdistill.losses.mid_level import KDLoss, LogitStdKDLoss
 
 from kdbench.method import Context, Method, build_method
 from kdbench.output import Output
@@ -36,6 +41,93 @@ def logits_and_labels(classes: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     teacher = 3 * torch.randn(BATCH, classes, generator=g)
     labels = torch.randint(0, classes, (BATCH,), generator=g)
     return leaf(BATCH, classes, seed=seed), teacher, labels
+
+
+# ---------------------------------------------------------------- DKD
+
+
+def z_score(logits: Tensor) -> Tensor:
+    """logit-standardization-KD's ``normalize``: (z − mean) / (1e-7 + std), unbiased std."""
+    return (logits - logits.mean(-1, keepdim=True)) / (1e-7 + logits.std(-1, keepdim=True))
+
+
+def mdistiller_dkd(s: Tensor, t: Tensor, labels: Tensor, alpha: float, beta: float, T: float):
+    """mdistiller's ``dkd_loss``: TCKD as the KL of the (target, rest) sums of the softmaxes,
+    NCKD as the KL of softmaxes with the target logit pushed down by 1000, both summed, × T²,
+    divided by the batch size."""
+    gt = torch.zeros_like(s).scatter_(1, labels[:, None], 1).bool()
+    p_s, p_t = F.softmax(s / T, dim=1), F.softmax(t / T, dim=1)
+
+    def cat_mask(p: Tensor) -> Tensor:
+        return torch.cat([(p * gt).sum(1, keepdim=True), (p * ~gt).sum(1, keepdim=True)], 1)
+
+    tckd = F.kl_div(torch.log(cat_mask(p_s)), cat_mask(p_t), reduction="sum") * T**2 / len(s)
+    log_q_s = F.log_softmax(s / T - 1000.0 * gt, dim=1)
+    nckd = F.kl_div(log_q_s, F.softmax(t / T - 1000.0 * gt, dim=1), reduction="sum") * T**2 / len(s)
+    return alpha * tckd + beta * nckd
+
+
+@pytest.mark.parametrize(
+    ("standardize", "params"),
+    [
+        (False, {"alpha": 1.0, "beta": 8.0, "temperature": 4.0}),
+        (True, {"alpha": 9.0, "beta": 72.0, "temperature": 2.0}),
+    ],
+)
+def test_dkd_equals_mdistiller_dkd_loss(standardize: bool, params: dict) -> None:
+    s, t, labels = logits_and_labels(CLASSES, seed=30)
+    method = build("dkd", CLASSES, params | {"logit_standardize": standardize})
+    terms = method.losses({"label": labels}, Output(s), Output(t))
+    s_ref, t_ref = (z_score(s), z_score(t)) if standardize else (s, t)
+    reference = F.cross_entropy(s, labels) + mdistiller_dkd(s_ref, t_ref, labels, *params.values())
+    source = "logit-standardization-KD" if standardize else "mdistiller"
+    assert_parity(
+        f"dkd (logit_standardize={standardize}) | {source} dkd_loss (in the test) + CE",
+        loss_and_grads(terms["ce"] + terms["tckd"] + terms["nckd"], [s]),
+        loss_and_grads(reference, [s]),
+    )
+    assert terms["nckd"].detach() > 0.1 * terms["tckd"].detach()  # both terms are exercised
+
+
+def test_dkd_warms_up_as_mdistiller_over_the_same_share_of_the_run() -> None:
+    s, t, labels = logits_and_labels(CLASSES, seed=31)
+    method = build("dkd", CLASSES, {}, total_epochs=240)  # mdistiller's 20 of 240 epochs
+    full = mdistiller_dkd(s, t, labels, 1.0, 8.0, 4.0).detach()
+    for epoch in (0, 9, 18, 19, 100):
+        method.set_epoch(epoch)
+        terms = method.losses({"label": labels}, Output(s), Output(t))
+        mdistiller_epoch = epoch + 1  # its trainer counts epochs from 1
+        expected = min(mdistiller_epoch / 20, 1.0) * full
+        kd = (terms["tckd"] + terms["nckd"]).detach()
+        assert float(kd) == pytest.approx(float(expected), rel=1e-5)
+    short = build("dkd", CLASSES, {}, total_epochs=12)  # 1/12 of 12 epochs: full from epoch 0
+    assert short.warmup_weight() == 1.0
+    assert build("dkd", CLASSES, {"warmup": 0.0}, total_epochs=240).warmup_weight() == 1.0
+
+
+def test_dkd_on_two_classes_is_kd_and_its_nckd_is_zero() -> None:
+    s, t, labels = logits_and_labels(2, seed=32)
+    method = build("dkd", 2, {"alpha": 1.0, "beta": 8.0, "temperature": 4.0})
+    terms = method.losses({"label": labels}, Output(s), Output(t))
+    assert terms["nckd"].detach().item() == 0.0
+    assert torch.autograd.grad(terms["nckd"], s, retain_graph=True)[0].eq(0).all()
+    # without a CE term (alpha 0) torchdistill returns the bare KL, without the T²
+    reference = KDLoss("fc", "output", "fc", "output", temperature=4.0, alpha=0.0, beta=1.0)
+    assert_parity(
+        "dkd on 2 classes: TCKD | torchdistill KDLoss (Hinton's KD)",
+        loss_and_grads(terms["tckd"], [s]),
+        loss_and_grads(4.0**2 * reference(io(fc=s), io(fc=t)), [s]),
+    )
+
+
+def test_standardized_dkd_on_two_classes_warns_and_passes_no_gradient() -> None:
+    s, t, labels = logits_and_labels(2, seed=33)
+    ctx = Context(Output(torch.zeros(2, 2)), Output(torch.zeros(2, 2)), 2, BATCH)
+    with pytest.warns(UserWarning, match="pass no gradient"):
+        method = build_method("dkd", ctx, {"logit_standardize": True})
+    terms = method.losses({"label": labels}, Output(s), Output(t))
+    grad = torch.autograd.grad(terms["tckd"] + terms["nckd"], s)[0]
+    assert float(grad.abs().max()) < 1e-5
 
 
 # ---------------------------------------------------------------- KD with logit standardisation
