@@ -1,10 +1,12 @@
-"""Parity of the logit methods (dkd, ls-kd) with their references, loss and gradients on
+"""Parity of the logit methods (dkd, dist, ls-kd) with their references, loss and gradients on
 the student's logits, as ``test_parity.py`` does:
 
 - ``dkd``: torchdistill has no DKD; the reference is mdistiller's ``dkd_loss``
   (github.com/megvii-research/mdistiller ``mdistiller/distillers/DKD.py``) transcribed below, and
   for ``logit_standardize`` its copy with ``normalize`` (github.com/sunshangquan/
   logit-standardization-KD ``mdistiller/distillers/DKD.py``);
+- ``dist``: torchdistill's ``DISTLoss``, and the official loss (github.com/hunto/
+  image_classification_sota ``lib/models/losses/dist_kd.py``) transcribed below;
 - ``ls-kd``: torchdistill's ``LogitStdKDLoss``.
 
 Run with ``-s`` to print one ``parity | method | reference | max|Δ| loss | max|Δ| grad`` row per
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from test_parity import BATCH, CLASSES, assert_parity, io, leaf, loss_and_grads
 from torch import Tensor
-from torchdistill.losses.mid_level import KDLoss, LogitStdKDLoss
+from torchdistill.losses.mid_level import DISTLoss, KDLoss, LogitStdKDLoss
 
 from kdbench.method import Context, Method, build_method
 from kdbench.output import Output
@@ -128,6 +130,47 @@ def test_standardized_dkd_on_two_classes_warns_and_passes_no_gradient() -> None:
     terms = method.losses({"label": labels}, Output(s), Output(t))
     grad = torch.autograd.grad(terms["tckd"] + terms["nckd"], s)[0]
     assert float(grad.abs().max()) < 1e-5
+
+
+# ---------------------------------------------------------------- DIST
+
+
+def official_dist(s: Tensor, t: Tensor, beta: float, gamma: float, tau: float) -> Tensor:
+    """The official ``DIST``: 1 − mean Pearson correlation of the softmaxes at τ, over each
+    row (inter-class) and each column (intra-class), × τ²; eps 1e-8 on the product of norms."""
+
+    def relation(a: Tensor, b: Tensor) -> Tensor:
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        return 1 - ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + 1e-8)).mean()
+
+    y_s, y_t = (s / tau).softmax(dim=1), (t / tau).softmax(dim=1)
+    return tau**2 * (beta * relation(y_s, y_t) + gamma * relation(y_s.T, y_t.T))
+
+
+def test_dist_equals_torchdistill_distloss() -> None:
+    s, t, labels = logits_and_labels(CLASSES, seed=40)
+    method = build("dist", CLASSES, {"beta": 2.0, "gamma": 2.0, "temperature": 4.0})
+    terms = method.losses({"label": labels}, Output(s), Output(t))
+    reference = DISTLoss("fc", "output", "fc", "output", beta=2.0, gamma=2.0, tau=4.0)
+    assert_parity(
+        "dist (β = γ = 2, T = 4) | torchdistill DISTLoss",
+        loss_and_grads(terms["inter"] + terms["intra"], [s]),
+        loss_and_grads(reference(io(fc=s), io(fc=t)), [s]),
+    )
+    assert_parity(
+        "dist (β = γ = 2, T = 4) | the official DIST loss (in the test)",
+        loss_and_grads(terms["inter"] + terms["intra"], [s]),
+        loss_and_grads(official_dist(s, t, 2.0, 2.0, 4.0), [s]),
+    )
+    assert torch.equal(terms["ce"].detach(), F.cross_entropy(s.detach(), labels))
+
+
+def test_dist_on_two_classes_learns_from_the_intra_class_term_only() -> None:
+    s, t, labels = logits_and_labels(2, seed=41)
+    terms = build("dist", 2, {}).losses({"label": labels}, Output(s), Output(t))
+    inter = torch.autograd.grad(terms["inter"], s, retain_graph=True)[0]
+    intra = torch.autograd.grad(terms["intra"], s)[0]
+    assert float(inter.abs().max()) < 1e-5 < float(intra.abs().max())
 
 
 # ---------------------------------------------------------------- KD with logit standardisation
