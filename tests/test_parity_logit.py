@@ -28,10 +28,14 @@ from kdbench.method import Context, Method, build_method
 from kdbench.output import Output
 
 
-def build(name: str, classes: int, params: dict, total_epochs: int = 1) -> Method:
-    """``name`` on a ``classes``-way problem, its warnings silenced (tests that want them ask)."""
+def build(name: str, classes: int, params: dict, total_epochs: int = 1, warns: str = "") -> Method:
+    """``name`` on a ``classes``-way problem; it must warn with ``warns`` when one is given,
+    else its warnings are silenced."""
     logits = torch.zeros(2, classes)
     ctx = Context(Output(logits), Output(logits), classes, BATCH, total_epochs=total_epochs)
+    if warns:
+        with pytest.warns(UserWarning, match=warns):
+            return build_method(name, ctx, params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return build_method(name, ctx, params)
@@ -43,6 +47,20 @@ def logits_and_labels(classes: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     teacher = 3 * torch.randn(BATCH, classes, generator=g)
     labels = torch.randint(0, classes, (BATCH,), generator=g)
     return leaf(BATCH, classes, seed=seed), teacher, labels
+
+
+def terms_on(method: Method, inputs: tuple[Tensor, Tensor, Tensor]) -> dict[str, Tensor]:
+    s, t, labels = inputs
+    return method.losses({"label": labels}, Output(s), Output(t))
+
+
+def compare(row: str, ours: Tensor, reference: Tensor, s: Tensor) -> None:
+    """``assert_parity`` of two losses and their gradients on the student logits ``s``."""
+    assert_parity(row, loss_and_grads(ours, [s]), loss_and_grads(reference, [s]))
+
+
+def max_grad(loss: Tensor, s: Tensor) -> float:
+    return float(torch.autograd.grad(loss, s, retain_graph=True)[0].abs().max())
 
 
 # ---------------------------------------------------------------- DKD
@@ -77,27 +95,23 @@ def mdistiller_dkd(s: Tensor, t: Tensor, labels: Tensor, alpha: float, beta: flo
     ],
 )
 def test_dkd_equals_mdistiller_dkd_loss(standardize: bool, params: dict) -> None:
-    s, t, labels = logits_and_labels(CLASSES, seed=30)
-    method = build("dkd", CLASSES, params | {"logit_standardize": standardize})
-    terms = method.losses({"label": labels}, Output(s), Output(t))
+    s, t, labels = inputs = logits_and_labels(CLASSES, seed=30)
+    terms = terms_on(build("dkd", CLASSES, params | {"logit_standardize": standardize}), inputs)
     s_ref, t_ref = (z_score(s), z_score(t)) if standardize else (s, t)
     reference = F.cross_entropy(s, labels) + mdistiller_dkd(s_ref, t_ref, labels, *params.values())
     source = "logit-standardization-KD" if standardize else "mdistiller"
-    assert_parity(
-        f"dkd (logit_standardize={standardize}) | {source} dkd_loss (in the test) + CE",
-        loss_and_grads(terms["ce"] + terms["tckd"] + terms["nckd"], [s]),
-        loss_and_grads(reference, [s]),
-    )
+    row = f"dkd (logit_standardize={standardize}) | {source} dkd_loss (in the test) + CE"
+    compare(row, terms["ce"] + terms["tckd"] + terms["nckd"], reference, s)
     assert terms["nckd"].detach() > 0.1 * terms["tckd"].detach()  # both terms are exercised
 
 
 def test_dkd_warms_up_as_mdistiller_over_the_same_share_of_the_run() -> None:
-    s, t, labels = logits_and_labels(CLASSES, seed=31)
+    s, t, labels = inputs = logits_and_labels(CLASSES, seed=31)
     method = build("dkd", CLASSES, {}, total_epochs=240)  # mdistiller's 20 of 240 epochs
     full = mdistiller_dkd(s, t, labels, 1.0, 8.0, 4.0).detach()
     for epoch in (0, 9, 18, 19, 100):
         method.set_epoch(epoch)
-        terms = method.losses({"label": labels}, Output(s), Output(t))
+        terms = terms_on(method, inputs)
         mdistiller_epoch = epoch + 1  # its trainer counts epochs from 1
         expected = min(mdistiller_epoch / 20, 1.0) * full
         kd = (terms["tckd"] + terms["nckd"]).detach()
@@ -108,28 +122,21 @@ def test_dkd_warms_up_as_mdistiller_over_the_same_share_of_the_run() -> None:
 
 
 def test_dkd_on_two_classes_is_kd_and_its_nckd_is_zero() -> None:
-    s, t, labels = logits_and_labels(2, seed=32)
-    method = build("dkd", 2, {"alpha": 1.0, "beta": 8.0, "temperature": 4.0})
-    terms = method.losses({"label": labels}, Output(s), Output(t))
+    s, t, _ = inputs = logits_and_labels(2, seed=32)
+    terms = terms_on(build("dkd", 2, {"alpha": 1.0, "beta": 8.0, "temperature": 4.0}), inputs)
     assert terms["nckd"].detach().item() == 0.0
-    assert torch.autograd.grad(terms["nckd"], s, retain_graph=True)[0].eq(0).all()
+    assert max_grad(terms["nckd"], s) == 0.0
     # without a CE term (alpha 0) torchdistill returns the bare KL, without the T²
     reference = KDLoss("fc", "output", "fc", "output", temperature=4.0, alpha=0.0, beta=1.0)
-    assert_parity(
-        "dkd on 2 classes: TCKD | torchdistill KDLoss (Hinton's KD)",
-        loss_and_grads(terms["tckd"], [s]),
-        loss_and_grads(4.0**2 * reference(io(fc=s), io(fc=t)), [s]),
-    )
+    kd = 4.0**2 * reference(io(fc=s), io(fc=t))
+    compare("dkd on 2 classes: TCKD | torchdistill KDLoss (Hinton's KD)", terms["tckd"], kd, s)
 
 
 def test_standardized_dkd_on_two_classes_warns_and_passes_no_gradient() -> None:
-    s, t, labels = logits_and_labels(2, seed=33)
-    ctx = Context(Output(torch.zeros(2, 2)), Output(torch.zeros(2, 2)), 2, BATCH)
-    with pytest.warns(UserWarning, match="pass no gradient"):
-        method = build_method("dkd", ctx, {"logit_standardize": True})
-    terms = method.losses({"label": labels}, Output(s), Output(t))
-    grad = torch.autograd.grad(terms["tckd"] + terms["nckd"], s)[0]
-    assert float(grad.abs().max()) < 1e-5
+    inputs = logits_and_labels(2, seed=33)
+    method = build("dkd", 2, {"logit_standardize": True}, warns="pass no gradient")
+    terms = terms_on(method, inputs)
+    assert max_grad(terms["tckd"] + terms["nckd"], inputs[0]) < 1e-5
 
 
 # ---------------------------------------------------------------- DIST
@@ -148,50 +155,39 @@ def official_dist(s: Tensor, t: Tensor, beta: float, gamma: float, tau: float) -
 
 
 def test_dist_equals_torchdistill_distloss() -> None:
-    s, t, labels = logits_and_labels(CLASSES, seed=40)
-    method = build("dist", CLASSES, {"beta": 2.0, "gamma": 2.0, "temperature": 4.0})
-    terms = method.losses({"label": labels}, Output(s), Output(t))
+    s, t, labels = inputs = logits_and_labels(CLASSES, seed=40)
+    terms = terms_on(
+        build("dist", CLASSES, {"beta": 2.0, "gamma": 2.0, "temperature": 4.0}), inputs
+    )
     reference = DISTLoss("fc", "output", "fc", "output", beta=2.0, gamma=2.0, tau=4.0)
-    assert_parity(
-        "dist (β = γ = 2, T = 4) | torchdistill DISTLoss",
-        loss_and_grads(terms["inter"] + terms["intra"], [s]),
-        loss_and_grads(reference(io(fc=s), io(fc=t)), [s]),
+    ours = terms["inter"] + terms["intra"]
+    compare(
+        "dist (β = γ = 2, T = 4) | torchdistill DISTLoss", ours, reference(io(fc=s), io(fc=t)), s
     )
-    assert_parity(
-        "dist (β = γ = 2, T = 4) | the official DIST loss (in the test)",
-        loss_and_grads(terms["inter"] + terms["intra"], [s]),
-        loss_and_grads(official_dist(s, t, 2.0, 2.0, 4.0), [s]),
-    )
+    official = official_dist(s, t, 2.0, 2.0, 4.0)
+    compare("dist (β = γ = 2, T = 4) | the official DIST loss (in the test)", ours, official, s)
     assert torch.equal(terms["ce"].detach(), F.cross_entropy(s.detach(), labels))
 
 
 def test_dist_on_two_classes_learns_from_the_intra_class_term_only() -> None:
-    s, t, labels = logits_and_labels(2, seed=41)
-    terms = build("dist", 2, {}).losses({"label": labels}, Output(s), Output(t))
-    inter = torch.autograd.grad(terms["inter"], s, retain_graph=True)[0]
-    intra = torch.autograd.grad(terms["intra"], s)[0]
-    assert float(inter.abs().max()) < 1e-5 < float(intra.abs().max())
+    s, _, _ = inputs = logits_and_labels(2, seed=41)
+    terms = terms_on(build("dist", 2, {}), inputs)
+    assert max_grad(terms["inter"], s) < 1e-5 < max_grad(terms["intra"], s)
 
 
 # ---------------------------------------------------------------- KD with logit standardisation
 
 
 def test_ls_kd_equals_torchdistill_logitstdkdloss() -> None:
-    s, t, labels = logits_and_labels(CLASSES, seed=50)
-    method = build("ls-kd", CLASSES, {"temperature": 2.0, "ce_weight": 0.1, "kd_weight": 9.0})
-    terms = method.losses({"label": labels}, Output(s), Output(t))
+    s, t, labels = inputs = logits_and_labels(CLASSES, seed=50)
+    params = {"temperature": 2.0, "ce_weight": 0.1, "kd_weight": 9.0}
+    terms = terms_on(build("ls-kd", CLASSES, params), inputs)
     reference = LogitStdKDLoss("fc", "output", "fc", "output", temperature=2.0, alpha=0.1, beta=9)
-    assert_parity(
-        "ls-kd (T = 2, CE 0.1, KD 9) | torchdistill LogitStdKDLoss",
-        loss_and_grads(terms["ce"] + terms["kd"], [s]),
-        loss_and_grads(reference(io(fc=s), io(fc=t), labels), [s]),
-    )
+    row = "ls-kd (T = 2, CE 0.1, KD 9) | torchdistill LogitStdKDLoss"
+    compare(row, terms["ce"] + terms["kd"], reference(io(fc=s), io(fc=t), labels), s)
 
 
 def test_ls_kd_on_two_classes_warns_and_its_kd_term_passes_no_gradient() -> None:
-    s, t, labels = logits_and_labels(2, seed=51)
-    ctx = Context(Output(torch.zeros(2, 2)), Output(torch.zeros(2, 2)), 2, BATCH)
-    with pytest.warns(UserWarning, match="no gradient"):
-        method = build_method("ls-kd", ctx, {})
-    terms = method.losses({"label": labels}, Output(s), Output(t))
-    assert float(torch.autograd.grad(terms["kd"], s)[0].abs().max()) < 1e-5
+    inputs = logits_and_labels(2, seed=51)
+    terms = terms_on(build("ls-kd", 2, {}, warns="no gradient"), inputs)
+    assert max_grad(terms["kd"], inputs[0]) < 1e-5
