@@ -1,4 +1,5 @@
-"""Helpers shared by distillation methods: the KD term, stage lookup and feature matching."""
+"""Helpers shared by distillation methods: the KD term, logit standardisation, stage lookup and
+feature matching."""
 
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
     log_p_t = F.log_softmax(teacher_logits / temperature, dim=1)
     kl = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
     return kl * temperature**2
+
+
+def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
+    """Sun et al. (2024)'s z-score of each row: ``(z − mean) / (eps + std)``, with the unbiased
+    std as in their code and torchdistill's ``LogitStdKDLoss``. On two classes every row becomes
+    ``±(1/√2, −1/√2)``: only the sign of the logit gap survives, and the gradient through it is
+    of the order of ``eps``."""
+    mean = logits.mean(dim=1, keepdim=True)
+    return (logits - mean) / (eps + logits.std(dim=1, keepdim=True))
 
 
 def kd_term(weight: float, s_out: Output, t_out: Output, temperature: float) -> dict[str, Tensor]:
