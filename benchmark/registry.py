@@ -199,3 +199,13 @@ DATASETS: Registry = Registry("dataset", ("kdbench.datasets",), "kdbench.dataset
 DETECTORS: Registry = Registry(
     "detector", ("kdbench.datasets.detectors",), "kdbench.detectors", "DETECTORS"
 )
+BACKENDS: Registry = Registry(
+    "backend",
+    (
+        "kdbench.sweep.backends.slurm",
+        "kdbench.sweep.backends.local",
+        "kdbench.sweep.backends.debug",
+    ),
+    "kdbench.backends",
+    "BACKENDS",
+)

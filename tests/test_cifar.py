@@ -19,7 +19,8 @@ from kdbench.datasets.cifar import CIFAR100, MEAN, STD
 from kdbench.method import Context, build_method
 from kdbench.models import build_model
 from kdbench.registry import MODELS
-from kdbench.sweep import expand, load_spec
+from kdbench.sweep.plan import expand
+from kdbench.sweep.spec import load_spec
 from kdbench.train import run, validate
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from kdbench.config import RunConfig, build_config, load_preset
-from kdbench.sweep import Plan, resolve_teacher, run_local
+from kdbench.sweep.plan import Plan, resolve_teacher
+from kdbench.sweep.runner import run_in_process
 from kdbench.train import run
 from kdbench.train.cache import CacheWarning
 
@@ -48,7 +49,7 @@ def weights(tmp_path_factory, corpus) -> str:
         mp.setenv("KDBENCH_CACHE", str(corpus))
         resolve_teacher(config("method.name=kd"), plan)
         results = tmp_path_factory.mktemp("teacher")
-        (teacher,) = run_local(plan, results)
+        (teacher,) = run_in_process(plan.runs(), results)
     return str(results / teacher["checkpoint"])
 
 

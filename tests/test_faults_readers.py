@@ -17,10 +17,12 @@ import yaml
 
 from kdbench.cli import main
 from kdbench.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TeacherConfig
-from kdbench.jobs import Job, JobState, job_paths, latest_jobs, record_jobs
 from kdbench.report import analyse, history_frame, runs_frame
 from kdbench.results import load_results, read_result, run_path, set_aside, write_json
-from kdbench.sweep import RunStatus, classify, expand, load_spec, run_states, to_submit
+from kdbench.sweep.journal import Job, JobState, job_paths, latest_jobs, record_jobs
+from kdbench.sweep.plan import expand
+from kdbench.sweep.spec import load_spec
+from kdbench.sweep.status import RunStatus, classify, run_states, to_submit
 
 BASE = {
     "student": {"name": "resnet10t"},

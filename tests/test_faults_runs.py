@@ -25,7 +25,8 @@ from kdbench.config import ConfigError
 from kdbench.datasets.synthff import SynthFF
 from kdbench.methods.vanilla import Vanilla
 from kdbench.results import checkpoint_dir, load_results, run_path
-from kdbench.sweep import Plan, resolve_teacher, run_local
+from kdbench.sweep.plan import Plan, resolve_teacher
+from kdbench.sweep.runner import run_in_process
 from kdbench.train import checkpoint, run
 
 pytestmark = pytest.mark.slow
@@ -196,13 +197,13 @@ def test_6_both_checkpoints_damaged_start_from_scratch(tiny, tmp_path):
 def test_6_a_truncated_teacher_is_trained_again_and_its_students_run(tiny, tmp_path):
     plan = Plan()
     student = resolve_teacher(tiny("method.name=kd"), plan)
-    first = run_local(Plan(plan.teachers, [student]), tmp_path, **QUIET)
+    first = run_in_process([*plan.teachers, student], tmp_path, **QUIET)
     assert [r["status"] for r in first] == ["done", "done"]
     weights = tmp_path / first[0]["checkpoint"]
     weights.write_bytes(weights.read_bytes()[:1000])
     run_path(tmp_path, student.run_id()).unlink()
     lines = []
-    again = run_local(Plan(plan.teachers, [student]), tmp_path, log=lines.append)
+    again = run_in_process([*plan.teachers, student], tmp_path, log=lines.append)
     assert [r["status"] for r in again] == ["done", "done"]
     assert again[0]["finished"] >= first[0]["finished"]  # trained again, not trusted
     assert list(weights.parent.glob("model.pt.damaged-*"))
@@ -273,7 +274,7 @@ def test_the_same_config_and_seed_give_identical_metrics_in_fp32(tiny, tmp_path)
 def test_6_a_result_without_its_weights_stays_a_result_but_cannot_teach(tiny, tmp_path):
     plan = Plan()
     student = resolve_teacher(tiny("method.name=kd"), plan)
-    teacher, _ = run_local(Plan(plan.teachers, [student]), tmp_path, **QUIET)
+    teacher, _ = run_in_process([*plan.teachers, student], tmp_path, **QUIET)
     (tmp_path / teacher["checkpoint"]).unlink()  # a results folder copied without weights
     again = run(plan.teachers[0], tmp_path, **QUIET)
     assert again["finished"] == teacher["finished"]  # still its result: not trained again
@@ -281,14 +282,14 @@ def test_6_a_result_without_its_weights_stays_a_result_but_cannot_teach(tiny, tm
     with pytest.raises(ConfigError, match="no finished run with intact weights"):
         run(student, tmp_path, **QUIET)  # a teacher needs them: its record set aside
     assert list((tmp_path / "runs").glob(f"{teacher['run_id']}.json.damaged-*"))
-    healed = run_local(Plan(plan.teachers, [student]), tmp_path, **QUIET)
+    healed = run_in_process([*plan.teachers, student], tmp_path, **QUIET)
     assert [r["status"] for r in healed] == ["done", "done"]
 
 
 def test_6_a_damaged_teacher_checkpoint_given_by_path_is_refused(tiny, tmp_path):
     plan = Plan()
     resolve_teacher(tiny("method.name=kd"), plan)
-    [teacher] = run_local(plan, tmp_path, **QUIET)
+    [teacher] = run_in_process(plan.runs(), tmp_path, **QUIET)
     weights = tmp_path / teacher["checkpoint"]
     data = bytearray(weights.read_bytes())
     data[-100] ^= 1

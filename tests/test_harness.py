@@ -17,7 +17,8 @@ from kdbench.config import ConfigError
 from kdbench.methods.vanilla import Vanilla
 from kdbench.registry import METHODS
 from kdbench.results import load_results, run_path
-from kdbench.sweep import Plan, resolve_teacher, run_local
+from kdbench.sweep.plan import Plan, resolve_teacher
+from kdbench.sweep.runner import run_in_process
 from kdbench.train import run, validate
 
 pytestmark = pytest.mark.slow
@@ -227,7 +228,7 @@ def test_every_method_trains_on_the_smoke_preset(name, tiny, shared_results):
     # pre-activation features need a ResNet-family student (the smoke one is a MobileNetV3)
     student = ["student.name=resnet10t"] if METHODS.get(name).needs_preact else []
     cfg = resolve_teacher(tiny(f"method.name={name}", *student), plan)
-    records = run_local(Plan(plan.teachers, [cfg]), shared_results, log=lambda *_: None)
+    records = run_in_process([*plan.teachers, cfg], shared_results, log=lambda *_: None)
     record = records[-1]
     assert record["status"] == "done", record.get("error")
     assert record["config"]["method"]["name"] == name

@@ -538,12 +538,12 @@ def test_demo_ends_by_writing_its_report_to_results_demo(tmp_path, capsys, monke
     """``kdbench demo`` with training replaced by writing each planned run's JSON; one run
     left no JSON at all (killed), which the report must survive."""
 
-    def fake_run_local(plan, results, progress=None, log=print):
-        records = [finished(cfg, {"acc": 0.6, "auc": 0.7}) for cfg in plan.runs()]
+    def fake_run_in_process(runs, results, progress=None, log=print):
+        records = [finished(cfg, {"acc": 0.6, "auc": 0.7}) for cfg in runs]
         write_runs(results, records[:-1])
         return records
 
-    monkeypatch.setattr("kdbench.sweep.run_local", fake_run_local)
+    monkeypatch.setattr("kdbench.sweep.runner.run_in_process", fake_run_in_process)
     assert main(["demo", "--results", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     err = captured.err

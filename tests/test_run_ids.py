@@ -23,7 +23,8 @@ from kdbench.config import build_config, load_preset, preset_names
 from kdbench.identity import defining_module, module_digest
 from kdbench.models.timm_net import TimmNet
 from kdbench.registry import DATASETS, METHODS, MODELS
-from kdbench.sweep import expand, load_spec
+from kdbench.sweep.plan import expand
+from kdbench.sweep.spec import load_spec
 
 GOLDEN = Path(__file__).parent / "data" / "run_ids.json"
 

@@ -17,10 +17,13 @@ import pytest
 import submitit
 
 from kdbench.config import build_config, load_preset
-from kdbench.executors import load_profile, submit_slurm
-from kdbench.jobs import jobs_folder
 from kdbench.results import checkpoint_dir, load_results, read_result
-from kdbench.sweep import RunStatus, expand, load_spec, resolve_teacher
+from kdbench.sweep.backends import Sweep
+from kdbench.sweep.backends.slurm import Slurm
+from kdbench.sweep.journal import jobs_folder
+from kdbench.sweep.plan import Plan, expand, resolve_teacher
+from kdbench.sweep.spec import load_spec
+from kdbench.sweep.status import RunStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "slurm" / "local.yaml"
@@ -201,11 +204,11 @@ def test_a_preempted_job_resumes_from_its_checkpoint_with_the_same_result(tmp_pa
     cfg = resolve_teacher(
         build_config(load_preset("smoke"), ["train.epochs=5", "data.params.videos=120"])
     )
-    profile = load_profile(PROFILE)
     cut, whole = tmp_path / "cut", tmp_path / "whole"
     job_of = {}
     for results in (cut, whole):
-        (job,), _ = submit_slurm([RunStatus(cfg, "student")], [], results, profile, "requeue")
+        slurm = Slurm(Sweep("requeue", Plan(students=[cfg]), results, profile=PROFILE))
+        (job,) = slurm.submit([RunStatus(cfg, "student")], []).jobs
         job_of[results] = submitit.SlurmJob(jobs_folder(results) / "%j", job.job_id)
     last = checkpoint_dir(cut, cfg.run_id()) / "last.pt"
     wait_until(lambda: last.exists(), 300, job_of[cut])  # written whole, after epoch 1

@@ -8,7 +8,8 @@ import pytest
 
 from kdbench.config import ConfigError
 from kdbench.datasets.synthff import SynthFF
-from kdbench.sweep import Plan, resolve_teacher
+from kdbench.sweep.plan import Plan, resolve_teacher
+from kdbench.sweep.runner import run_in_process
 from kdbench.train import validate
 from kdbench.train.subset import VideoSubset, limit, video_fraction
 from kdbench.train.teacher import cacheable
@@ -69,13 +70,11 @@ def test_teacher_data_overrides_merge_into_the_students_data(tiny):
 
 @pytest.mark.slow
 def test_a_student_trains_on_a_fraction_from_a_teacher_that_saw_everything(tiny, tmp_path):
-    from kdbench.sweep import run_local
-
     plan = Plan()
     student = resolve_teacher(
         tiny("method.name=kd", "data.train_fraction=0.5", "teacher.data.train_fraction=1.0"), plan
     )
-    teacher, record = run_local(Plan(plan.teachers, [student]), tmp_path, log=lambda *_: None)
+    teacher, record = run_in_process([*plan.teachers, student], tmp_path, log=lambda *_: None)
     assert record["status"] == "done", record.get("error")
     assert record["dataset"]["train_size"] < teacher["dataset"]["train_size"]
     assert record["dataset"]["val_size"] == teacher["dataset"]["val_size"]

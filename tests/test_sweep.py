@@ -1,5 +1,6 @@
 """Sweeps: grid expansion, teachers as runs, presets, where runs stand (results, jobs), and
-submission: Slurm arrays with afterok (a stand-in sbatch), local and debug executors end to end."""
+submission: Slurm arrays with afterok (a stand-in sbatch), local and debug executors end to end,
+and a backend registered from this file."""
 
 import json
 import os
@@ -17,8 +18,11 @@ import yaml
 import kdbench.train.loop as loop
 from kdbench.cli import main
 from kdbench.config import ConfigError, build_config, load_preset
-from kdbench.executors import TrainJob, load_profile, submit_slurm, use_allocated_cpus
-from kdbench.jobs import (
+from kdbench.registry import BACKENDS
+from kdbench.results import load_results, read_result, run_path, write_json
+from kdbench.sweep.backends import Backend, Submitted, Sweep
+from kdbench.sweep.backends.slurm import Slurm, load_profile
+from kdbench.sweep.journal import (
     JOURNAL,
     Job,
     JobState,
@@ -29,8 +33,11 @@ from kdbench.jobs import (
     latest_jobs,
     record_jobs,
 )
-from kdbench.results import load_results, read_result, run_path, write_json
-from kdbench.sweep import Plan, counts, expand, load_spec, merge, pick, run_states, to_submit
+from kdbench.sweep.plan import Plan, expand
+from kdbench.sweep.runner import TrainJob, use_allocated_cpus
+from kdbench.sweep.select import pick
+from kdbench.sweep.spec import load_spec, merge
+from kdbench.sweep.status import counts, run_states, to_submit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -307,6 +314,10 @@ def two_teacher_plan() -> Plan:
                                           "method": ["vanilla", "kd"]}})  # fmt: skip
 
 
+def slurm(plan: Plan, results: Path) -> Slurm:
+    return Slurm(Sweep("t", plan, results, profile=ROOT / "slurm" / "local.yaml"))
+
+
 def sbatch_lines(fake_slurm, n: int) -> list[str]:
     return [line for line in (fake_slurm / f"sbatch-{n}.sh").read_text().splitlines()
             if line.startswith("#SBATCH")]  # fmt: skip
@@ -317,8 +328,8 @@ def test_slurm_gets_a_teacher_array_then_students_that_wait_for_their_teacher(tm
     hq, lq = plan.teachers
     write_record(results, hq, "done")
     states = run_states(plan, results)
-    profile = load_profile(ROOT / "slurm" / "local.yaml")
-    jobs, skipped = submit_slurm(to_submit(states), states, results, profile, "t")
+    submitted = slurm(plan, results).submit(to_submit(states), states)
+    jobs, skipped = submitted.jobs, submitted.skipped
     assert skipped == []
     assert "#SBATCH --array=0-2%2" not in sbatch_lines(fake_slurm, 1)  # one teacher: one job
     no_wait, after_lq = sbatch_lines(fake_slurm, 2), sbatch_lines(fake_slurm, 3)
@@ -340,8 +351,8 @@ def test_students_of_a_failed_teacher_are_left_out_with_the_reason(tmp_path, fak
     write_record(results, hq, "done")
     write_record(results, lq, "failed", "RuntimeError: node died")
     states = run_states(plan, results)
-    profile = load_profile(ROOT / "slurm" / "local.yaml")
-    jobs, skipped = submit_slurm(to_submit(states), states, results, profile, "t")
+    submitted = slurm(plan, results).submit(to_submit(states), states)
+    jobs, skipped = submitted.jobs, submitted.skipped
     assert len(jobs) == 3 and not (fake_slurm / "sbatch-2.sh").exists()  # one array only
     [(student, reason)] = skipped
     assert student.teacher_run == lq.run_id()
@@ -531,6 +542,32 @@ def test_bad_sweep_input_is_one_line_and_writes_nothing(args, message, tmp_path,
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+@BACKENDS.register("fake")
+class Fake(Backend):
+    """A backend written in a test file: it "trains" a run by writing a finished record."""
+
+    help = "writes a done record per run"
+
+    def submit(self, todo, states):
+        for status in todo:
+            write_record(self.sweep.results, status.cfg, "done")
+            self.sweep.log(f"fake ran {status.run_id}")
+        return Submitted()
+
+
+def test_a_backend_is_one_registered_class(tmp_path, capsys):
+    args = ["sweep", "run", "--preset", "smoke", "--executor", "fake", "--results", str(tmp_path)]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "5 runs; 5 missing; submitting 5" in err and "5 runs: 5 done" in err
+    assert all(f"fake ran {c.run_id()}" in err for c in expand(load_spec(preset="smoke")).runs())
+    assert main(args) == 0
+    assert "5 runs; 5 done; submitting 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sweep", "run", "--help"])
+    assert "fake: writes a done record per run" in " ".join(capsys.readouterr().out.split())
 
 
 def tuned(method: str, params: dict, seed: int, val: float, test: float) -> dict:

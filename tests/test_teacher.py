@@ -10,7 +10,8 @@ from torch.utils.data import default_collate
 from kdbench.config import ConfigError
 from kdbench.datasets.synthff import SynthFF
 from kdbench.models import build_model
-from kdbench.sweep import Plan, resolve_teacher, run_local
+from kdbench.sweep.plan import Plan, resolve_teacher
+from kdbench.sweep.runner import run_in_process
 from kdbench.train import run, validate
 from kdbench.train.cache import TeacherCache
 from kdbench.train.data import ViewSampler
@@ -118,7 +119,7 @@ def test_cache_key_follows_weights_precision_and_data(data, weights, tmp_path):
 def test_a_cached_run_trains_exactly_like_a_live_one(tiny, tmp_path):
     plan = Plan()
     cfg = resolve_teacher(tiny("method.name=two-in-one", "teacher.precision=fp32"), plan)
-    (teacher,) = run_local(plan, tmp_path / "teacher")
+    (teacher,) = run_in_process(plan.runs(), tmp_path / "teacher")
     weights = str(tmp_path / "teacher" / teacher["checkpoint"])
     cfg = replace(cfg, teacher=replace(cfg.teacher, run=None, checkpoint=weights))
     live_cfg = replace(cfg, teacher=replace(cfg.teacher, cache=False))

@@ -26,12 +26,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from kdbench.report.render import to_rich
-    from kdbench.sweep import expand, load_spec, run_local
+    from kdbench.sweep.plan import expand
+    from kdbench.sweep.runner import run_in_process
+    from kdbench.sweep.spec import load_spec
 
     started = time.time()
     plan = expand(load_spec(preset=args.preset))
     console.print(f"demo: {len(plan.teachers)} teacher run(s), {len(plan.students)} student runs")
-    records = run_local(plan, args.results, log=say)
+    records = run_in_process(plan.runs(), args.results, log=say)
     summary = report_demo(args.results, [cfg.run_id() for cfg in plan.runs()])
     for name, table in summary.tables.items():
         print_table(to_rich(table, f"kdbench demo ({args.preset}): {name}"), 160)

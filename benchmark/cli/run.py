@@ -37,7 +37,8 @@ def add_results(p: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from kdbench.results import check_writable
-    from kdbench.sweep import Plan, resolve_teacher, run_local
+    from kdbench.sweep.plan import Plan, resolve_teacher
+    from kdbench.sweep.runner import run_in_process
     from kdbench.train import run, trusted_result, validate
 
     if args.config and "=" in args.config:  # argparse took the first override for the file
@@ -59,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for teacher in plan.teachers:
         if not trusted_result(args.results, teacher.run_id(), say, need_weights=True):
             console.print(f"training the teacher first: run {teacher.run_id()}")
-        run_local(Plan(teachers=[teacher]), args.results, log=say)
+        run_in_process([teacher], args.results, log=say)
     path = args.results / "runs" / f"{cfg.run_id()}.json"
     try:
         record = run(cfg, args.results, rerun=args.rerun)

@@ -15,29 +15,15 @@ from rich.table import Table
 
 from kdbench.config import ConfigError, preset_names
 from kdbench.console import console, print_table, say
-from kdbench.executors import (
-    EXECUTORS,
-    UNDER_WAY,
-    SlurmProfile,
-    Tracker,
-    load_profile,
-    run_here,
-    submit_slurm,
-    wait_slurm,
-)
-from kdbench.jobs import SchedulerError
+from kdbench.registry import BACKENDS
 from kdbench.report.labels import data_label, method_label, model_label
 from kdbench.results import check_writable, read_result
-from kdbench.sweep import (
-    Plan,
-    RunStatus,
-    counts,
-    expand,
-    load_spec,
-    pick,
-    run_states,
-    to_submit,
-)
+from kdbench.sweep.backends import Backend, Submitted, Sweep
+from kdbench.sweep.journal import SchedulerError
+from kdbench.sweep.plan import Plan, expand
+from kdbench.sweep.select import pick
+from kdbench.sweep.spec import load_spec
+from kdbench.sweep.status import UNDER_WAY, RunStatus, counts, run_states, to_submit
 
 STYLES = {"done": "green", "failed": "red", "running": "yellow", "queued": "cyan", "missing": "dim"}
 
@@ -55,9 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_spec(run)
     run.add_argument(
         "--executor",
-        choices=EXECUTORS,
+        choices=BACKENDS.names(),
         default="local",
-        help="slurm: job arrays; local: subprocesses here; debug: in this process (default: local)",
+        help="; ".join(f"{name}: {BACKENDS.get(name).help}" for name in BACKENDS.names())
+        + " (default: local)",
     )
     run.add_argument(
         "--profile", type=Path, help="cluster profile for slurm, e.g. slurm/local.yaml"
@@ -160,9 +147,7 @@ def cmd_pick(args) -> int:
 
 def cmd_run(args) -> int:
     name, plan = load_plan(args)
-    if args.executor == "slurm" and not args.profile:
-        raise ConfigError("--executor slurm needs --profile slurm/NAME.yaml, e.g. slurm/local.yaml")
-    profile = load_profile(args.profile) if args.executor == "slurm" else None
+    backend = BACKENDS.get(args.executor)(sweep_of(args, name, plan))
     check_writable(args.results)
     started = time.time()
     try:
@@ -172,25 +157,14 @@ def cmd_run(args) -> int:
     todo = to_submit(states, args.retry_failed, args.rerun)
     say(f"sweep {name}: {len(states)} runs; {tally(states)}; submitting {len(todo)}")
     try:
-        if args.executor != "slurm":
-            with tracker(len(todo)) as track:
-                skipped = run_here(
-                    todo,
-                    states,
-                    args.results,
-                    args.executor,
-                    track,
-                    args.parallel,
-                    args.plugin,
-                    args.rerun,
-                )
-            report_skipped(skipped)
-        elif not run_on_slurm(args, name, plan, states, todo, profile):
+        submitted = backend.submit(todo, states)
+        report_skipped(submitted.skipped)
+        if backend.detached and not wait_for_jobs(args, backend, states, submitted):
             return 0
     except SchedulerError as err:  # sbatch refused the jobs, or sacct stopped answering
         raise ConfigError(str(err)) from err
     except KeyboardInterrupt:
-        if args.executor == "slurm":
+        if backend.detached:
             say(f"stopped waiting; the jobs go on: kdbench sweep status {sweep_args(args)}")
         else:
             say("interrupted; unfinished runs resume from their last epoch on the next sweep run")
@@ -198,33 +172,25 @@ def cmd_run(args) -> int:
     return finish(run_states(plan, args.results), args.results, time.time() - started)
 
 
-def run_on_slurm(
-    args,
-    name: str,
-    plan: Plan,
-    states: list[RunStatus],
-    todo: list[RunStatus],
-    profile: SlurmProfile,
-) -> bool:
-    """Submit ``todo``, then wait for every job of the sweep with ``--wait``. False when it
-    returned with jobs under way."""
-    jobs, skipped = submit_slurm(todo, states, args.results, profile, name, args.plugin, args.rerun)
-    report_skipped(skipped)
-    if jobs:
-        say(f"submitted {len(jobs)} jobs to Slurm: {jobs[0].job_id} .. {jobs[-1].job_id}")
-    under_way = {s.run_id for s in states if s.state in UNDER_WAY} | {j.run_id for j in jobs}
+def sweep_of(args, name: str, plan: Plan) -> Sweep:
+    from kdbench.train import show_progress  # imports torch
+
+    return Sweep(
+        name, plan, args.results, plugins=args.plugin, rerun=args.rerun, parallel=args.parallel,
+        profile=args.profile, poll_s=args.poll, progress=show_progress(None),
+    )  # fmt: skip
+
+
+def wait_for_jobs(args, backend: Backend, states: list[RunStatus], submitted: Submitted) -> bool:
+    """With ``--wait``, block until every job of the sweep ended. False when it returned with
+    jobs under way."""
+    under_way = {s.run_id for s in states if s.state in UNDER_WAY}
+    under_way |= {job.run_id for job in submitted.jobs}
     if under_way and not args.wait:
         say(f"watch: kdbench sweep status {sweep_args(args)}")
         return False
-    with tracker(len(under_way)) as track:
-        wait_slurm(plan, args.results, under_way, track, args.poll)
+    backend.wait(under_way)
     return True
-
-
-def tracker(total: int) -> Tracker:
-    from kdbench.train import show_progress  # imports torch
-
-    return Tracker(total, say, show_progress(None), console)
 
 
 def report_skipped(skipped: list[tuple[RunStatus, str]]) -> None:

@@ -157,13 +157,15 @@ def cache_at(path: Path) -> Iterator[None]:
 def suite_wall_time(preset: str) -> SuiteRow:
     """Run sweep ``preset`` here, one run after another, in a temporary results folder with an
     empty cache (``$KDBENCH_CACHE`` points there meanwhile), and time it."""
-    from kdbench.sweep import expand, load_spec, run_local
+    from kdbench.sweep.plan import expand
+    from kdbench.sweep.runner import run_in_process
+    from kdbench.sweep.spec import load_spec
 
     plan = expand(load_spec(preset=preset))
     tmp = tempfile.TemporaryDirectory(prefix=f"kdbench-suite-{preset}-")
     with tmp, cache_at(Path(tmp.name) / "cache"):
         started = time.perf_counter()
-        records = run_local(plan, Path(tmp.name) / "results", log=lambda line: None)
+        records = run_in_process(plan.runs(), Path(tmp.name) / "results", log=lambda line: None)
         wall = time.perf_counter() - started
     teachers = {cfg.run_id() for cfg in plan.teachers}
     times = {r["run_id"]: r.get("wall_time_s", 0.0) for r in records}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -10,8 +11,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from submitit.core.utils import JobPaths
-from submitit.slurm.slurm import SlurmInfoWatcher
+import submitit
 
 from kdbench.results import warn_once
 
@@ -49,8 +49,9 @@ def jobs_folder(results: Path) -> Path:
     return Path(results).resolve() / "jobs"
 
 
-def job_paths(results: Path, job_id: str) -> JobPaths:
-    return JobPaths(jobs_folder(results) / "%j", job_id=job_id)
+def job_paths(results: Path, job_id: str):
+    """submitit's files of job ``job_id``: ``.stdout``, ``.stderr``, ``.result_pickle``."""
+    return submitit.Job(jobs_folder(results) / "%j", job_id).paths
 
 
 def record_jobs(results: Path, jobs: Iterable[Job]) -> None:
@@ -111,8 +112,32 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
         ) from err
     except subprocess.TimeoutExpired as err:
         raise SchedulerError("sacct did not answer within 60 s") from err
-    info = SlurmInfoWatcher().read_info(out.stdout)
-    return {job_id: fields["State"].split()[0] for job_id, fields in info.items()}
+    return parse_sacct(out.stdout)
+
+
+def parse_sacct(text: str) -> dict[str, str]:
+    """``JobID|State`` lines (a header first) as {job id: state word}: job steps (``7.batch``)
+    skipped, pending array tasks (``9_[1-3,5%2]``) expanded to ``9_1`` .. ``9_5``."""
+    states = {}
+    for line in text.splitlines()[1:]:
+        job_id, _, state = line.strip().partition("|")
+        if not job_id or "." in job_id or not state:
+            continue
+        for task in array_tasks(job_id):
+            states[task] = state.split()[0]
+    return states
+
+
+def array_tasks(job_id: str) -> list[str]:
+    """``9_[1-3,5%2]`` -> ``9_1, 9_2, 9_3, 9_5``; any other id as it is."""
+    match = re.fullmatch(r"(\d+)_\[([\d,-]+)(%\d+)?\]", job_id)
+    if match is None:
+        return [job_id]
+    array, tasks = match.group(1), []
+    for part in match.group(2).split(","):
+        first, _, last = part.partition("-")
+        tasks += [f"{array}_{k}" for k in range(int(first), int(last or first) + 1)]
+    return tasks
 
 
 def slurm_state(job: Job, word: str | None) -> JobState:

@@ -1,0 +1,89 @@
+"""``local``: every run a submitit subprocess on this machine (requeued on USR2 as on Slurm),
+teachers first, one run per slot at a time; on a GPU machine one slot per GPU, and each run
+sees only its own."""
+
+from __future__ import annotations
+
+import time
+
+import submitit
+
+from kdbench.registry import BACKENDS
+from kdbench.results import read_result
+from kdbench.sweep.backends import Backend, Submitted, Sweep, Tracker, teachers_first
+from kdbench.sweep.journal import Job, JobState, jobs_folder, record_jobs
+from kdbench.sweep.runner import TrainJob
+from kdbench.sweep.status import RunStatus, classify
+
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default is 2 min; a local run has no limit
+
+
+@BACKENDS.register("local")
+class Local(Backend):
+    """Runs ``todo`` in subprocesses here and returns when they ended; Ctrl-C stops them, and
+    the next sweep run resumes them."""
+
+    help = "subprocesses here"
+
+    def submit(self, todo: list[RunStatus], states: list[RunStatus]) -> Submitted:
+        with self.sweep.tracker(len(todo)) as tracker:
+            pool = LocalPool(self.sweep, tracker)
+            return Submitted(skipped=teachers_first(todo, states, pool.run))
+
+
+class LocalPool:
+    """Slots that each run one submitit subprocess at a time, every run journaled."""
+
+    def __init__(self, sweep: Sweep, tracker: Tracker) -> None:
+        import torch
+
+        self.results, self.tracker = sweep.results, tracker
+        self.train = TrainJob(sweep.results, sweep.plugins, sweep.rerun)
+        gpus = torch.cuda.device_count()
+        slots = [k % gpus if gpus else None for k in range(sweep.parallel or gpus or 1)]
+        self.executors = [self.executor(gpu) for gpu in slots]
+
+    def executor(self, gpu: int | None) -> submitit.LocalExecutor:
+        executor = submitit.LocalExecutor(jobs_folder(self.results) / "%j")
+        visible = () if gpu is None else (gpu,)
+        executor.update_parameters(
+            timeout_min=LOCAL_TIMEOUT_MIN, gpus_per_node=len(visible), visible_gpus=visible
+        )
+        return executor
+
+    def run(self, todo: list[RunStatus]) -> list[RunStatus]:
+        """Run ``todo``, one per slot at a time; their final states, in finishing order."""
+        pending, running, finished = list(todo), {}, []
+        try:
+            while pending or running:
+                for slot, executor in enumerate(self.executors):
+                    if slot not in running and pending:
+                        running[slot] = self.start(executor, pending.pop(0))
+                for slot, (status, job) in list(running.items()):
+                    if job.done():
+                        del running[slot]
+                        finished.append(self.outcome(status, job))
+                        self.tracker.finished(finished[-1])
+                time.sleep(0.5 if running else 0)
+        except KeyboardInterrupt:
+            self.cancel(list(running.values()))
+            raise
+        return finished
+
+    def cancel(self, running: list[tuple[RunStatus, submitit.LocalJob]]) -> None:
+        """Stop ``running`` and journal that we did: they resume from their checkpoints on the
+        next sweep run, not counted as failed."""
+        for _, job in running:
+            job.cancel(check=False)
+        cancelled = [Job(s.run_id, "local", job.job_id, time.time(), True) for s, job in running]
+        record_jobs(self.results, cancelled)
+
+    def start(self, executor: submitit.LocalExecutor, status: RunStatus) -> tuple:
+        job = executor.submit(self.train, status.cfg)
+        record_jobs(self.results, [Job(status.run_id, "local", job.job_id, time.time())])
+        return status, job
+
+    def outcome(self, status: RunStatus, job: submitit.LocalJob) -> RunStatus:
+        record = read_result(self.results, status.run_id)
+        journal = Job(status.run_id, "local", job.job_id, time.time())
+        return classify(status, record, journal, JobState("ended", job.state), self.results)

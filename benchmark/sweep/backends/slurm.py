@@ -1,0 +1,141 @@
+"""``slurm``: the whole sweep queued at once through submitit, one job per run: one array of
+teachers, then per teacher one array of its students that starts only after it succeeded
+(``afterok``). A job that reaches its time limit is requeued and resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+from functools import partial
+from pathlib import Path
+
+import submitit
+
+from kdbench.config import ConfigError, from_dict, load_yaml
+from kdbench.registry import BACKENDS
+from kdbench.sweep.backends import Backend, Submitted, Sweep
+from kdbench.sweep.journal import Job, SchedulerError, jobs_folder, record_jobs
+from kdbench.sweep.runner import TrainJob
+from kdbench.sweep.status import UNDER_WAY, RunStatus, blocked_by
+
+
+@dataclass
+class SlurmProfile:
+    """The resources of every job of a sweep on a Slurm cluster (``slurm/NAME.yaml``).
+
+    One job trains one run. Names are ``sbatch``'s (as submitit's SlurmExecutor takes them).
+    """
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gpus_per_node: int | None = None  # per run: 1 gives every run its own GPU
+    cpus_per_task: int = 2
+    mem: str = "8G"
+    time: int = 60  # minutes; a run that needs longer is requeued and resumes
+    array_parallelism: int = 64  # runs of one array that may run at once
+    signal_delay_s: int = 120  # USR2 this long before the time limit: requeue, then resume
+    requeues: int = 3  # time-outs after which a run is not requeued again
+    setup: list = field(default_factory=list)  # shell lines before each run (module load ...)
+    sbatch: dict = field(default_factory=dict)  # any other sbatch option, e.g. {gres: gpu:a100:1}
+    python: str | None = None  # how a node starts Python (default: this interpreter)
+
+    def parameters(self) -> dict:
+        """Keyword arguments for ``submitit.SlurmExecutor.update_parameters``."""
+        own = {"requeues", "python", "sbatch"}
+        params = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in own}
+        params = {key: value for key, value in params.items() if value not in (None, [])}
+        # --requeue: a job whose node fails comes back too; a student whose teacher failed is
+        # cancelled instead of pending forever
+        fixed = {"requeue": True, "kill-on-invalid-dep": "yes"}
+        return params | {"additional_parameters": fixed | self.sbatch}
+
+
+def load_profile(path: str | Path) -> SlurmProfile:
+    """A cluster profile from YAML; an unknown key is an error that names the known ones."""
+    path = Path(path)
+    if not path.is_file():
+        shipped = ", ".join(str(p) for p in sorted(Path("slurm").glob("*.yaml")))
+        raise ConfigError(f"cluster profile {str(path)!r} not found (shipped: {shipped or '-'})")
+    return from_dict(SlurmProfile, load_yaml(path, empty_ok=True), "profile")
+
+
+@BACKENDS.register("slurm")
+class Slurm(Backend):
+    """Every run a Slurm job, queued at once (the cluster profile is ``sweep.profile``); the
+    jobs go on without this command."""
+
+    detached = True
+    help = "job arrays"
+
+    def __init__(self, sweep: Sweep) -> None:
+        super().__init__(sweep)
+        if not sweep.profile:
+            raise ConfigError(
+                "--executor slurm needs --profile slurm/NAME.yaml, e.g. slurm/local.yaml"
+            )
+        self.profile = load_profile(sweep.profile)
+
+    def submit(self, todo: list[RunStatus], states: list[RunStatus]) -> Submitted:
+        """Queue ``todo``: the teachers in one array, then each teacher's students in one array
+        after it (``afterok``). Each array is in the journal as soon as it is queued, so no
+        failure can queue it twice."""
+        sweep, profile = self.sweep, self.profile
+        executor = submitit.SlurmExecutor(
+            jobs_folder(sweep.results) / "%j", max_num_timeout=profile.requeues,
+            python=profile.python,
+        )  # fmt: skip
+        executor.update_parameters(job_name=f"kdbench-{sweep.name}", **profile.parameters())
+        train = TrainJob(sweep.results, sweep.plugins, sweep.rerun)
+        submit = partial(submit_array, executor, train, sweep.results)
+        by_id = {s.run_id: s for s in states}
+        jobs = submit([s for s in todo if s.role == "teacher"], after=None)
+        job_of = {job.run_id: job.job_id for job in jobs}
+        groups: dict[str | None, list[RunStatus]] = defaultdict(list)
+        skipped = []
+        for student in (s for s in todo if s.role == "student"):
+            reason = blocked_by(student, by_id, set(job_of))
+            if reason:
+                skipped.append((student, reason))
+            else:
+                groups[teacher_job(student, by_id, job_of)].append(student)
+        for after, students in groups.items():
+            jobs += submit(students, after=after)
+        if jobs:
+            sweep.log(f"submitted {len(jobs)} jobs to Slurm: {jobs[0].job_id} .. {jobs[-1].job_id}")
+        return Submitted(jobs, skipped)
+
+
+def teacher_job(student: RunStatus, by_id: dict[str, RunStatus], new: dict[str, str]) -> str | None:
+    """The Slurm job ``student`` must wait for: its teacher's, unless that run is done."""
+    teacher = student.teacher_run
+    if teacher in new:
+        return new[teacher]
+    status = by_id.get(teacher)
+    return status.job.job_id if status and status.state in UNDER_WAY else None
+
+
+def submit_array(
+    executor: submitit.SlurmExecutor,
+    train: TrainJob,
+    results: Path,
+    runs: list[RunStatus],
+    after: str | None,
+) -> list[Job]:
+    """One ``map_array`` of ``runs``, to start once job ``after`` succeeded; journaled."""
+    if not runs:
+        return []
+    executor.update_parameters(dependency=f"afterok:{after}" if after else None)
+    try:
+        submitted = executor.map_array(train, [s.cfg for s in runs])
+    except RuntimeError as err:  # sbatch said no (a bad partition, account, ...): submitit's
+        # FailedJobError, a RuntimeError whose class is not public
+        reasons = [line.removeprefix("sbatch: error: ") for line in str(err).strip().splitlines()]
+        raise SchedulerError(f"sbatch refused the jobs: {'; '.join(reasons)}") from err
+    jobs = [
+        Job(s.run_id, "slurm", j.job_id, time.time()) for s, j in zip(runs, submitted, strict=True)
+    ]
+    record_jobs(results, jobs)
+    return jobs
