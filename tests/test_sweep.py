@@ -28,7 +28,6 @@ from kdbench.sweep.journal import (
     JobState,
     SchedulerError,
     job_paths,
-    job_states,
     jobs_folder,
     latest_jobs,
     record_jobs,
@@ -37,7 +36,7 @@ from kdbench.sweep.plan import Plan, expand
 from kdbench.sweep.runner import TrainJob, use_allocated_cpus
 from kdbench.sweep.select import pick
 from kdbench.sweep.spec import load_spec, merge
-from kdbench.sweep.status import counts, run_states, to_submit
+from kdbench.sweep.status import counts, job_states, run_states, to_submit
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,13 +3,16 @@ the scheduler; and which runs to (re)submit."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 from kdbench.config import RunConfig
+from kdbench.registry import BACKENDS
 from kdbench.results import read_result
-from kdbench.sweep.journal import Job, JobState, job_paths, job_states, latest_jobs
+from kdbench.sweep.journal import Job, JobState, job_paths, latest_jobs
 from kdbench.sweep.plan import Plan
 
 STATES = ("done", "running", "queued", "failed", "missing")
@@ -58,6 +61,18 @@ def run_states(plan: Plan, results: Path, scheduler: bool = True) -> list[RunSta
         for s in states
     ]
     return note_blocked(states, {run_id for run_id, record in records.items() if record})
+
+
+def job_states(results: Path, jobs: Iterable[Job]) -> dict[str, JobState]:
+    """Where each job is now, by run id: asked of the backend that submitted it, once for all
+    its jobs. Raises ``SchedulerError`` when a scheduler cannot be asked."""
+    by_backend: dict[str, list[Job]] = defaultdict(list)
+    for job in jobs:
+        by_backend[job.executor].append(job)
+    states = {}
+    for name, own in by_backend.items():
+        states |= BACKENDS.get(name).job_states(results, own)
+    return states
 
 
 def classify(

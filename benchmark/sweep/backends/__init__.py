@@ -17,7 +17,7 @@ from typing import ClassVar
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kdbench.console import console, say
-from kdbench.sweep.journal import Job
+from kdbench.sweep.journal import Job, JobState
 from kdbench.sweep.plan import Plan, describe
 from kdbench.sweep.status import UNDER_WAY, RunStatus, blocked_by, run_states
 
@@ -53,8 +53,9 @@ class Submitted:
 
 class Backend(ABC):
     """Runs a sweep's runs somewhere. Built from the ``Sweep`` (check its options in
-    ``__init__``: nothing is written before), it implements ``submit``. A ``detached`` backend
-    returns from ``submit`` with its jobs queued and journaled; ``wait`` watches them."""
+    ``__init__``: nothing is written before), it implements ``submit``. A backend that journals
+    jobs (as its registered name) says where they are in ``job_states``; a ``detached`` one
+    returns from ``submit`` with its jobs queued, and ``wait`` watches them."""
 
     detached: ClassVar[bool] = False  # True: the jobs go on when this command stops
     help: ClassVar[str] = ""  # one line for `kdbench sweep run --help`
@@ -66,6 +67,12 @@ class Backend(ABC):
     def submit(self, todo: list[RunStatus], states: list[RunStatus]) -> Submitted:
         """Start the runs ``todo`` (``states``: every run of the sweep), a teacher before the
         students that need it. A backend that is not detached returns once they all ended."""
+
+    @classmethod
+    def job_states(cls, results: Path, jobs: list[Job]) -> dict[str, JobState]:
+        """Where each of ``jobs`` (journaled by this backend) is now, by run id. A backend that
+        journals no jobs has nothing to say: its runs are seen through their results only."""
+        return {}
 
     def wait(self, run_ids: set[str]) -> list[RunStatus]:
         """Block until no run in ``run_ids`` is queued or running (seen through the results

@@ -5,13 +5,14 @@ sees only its own."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import submitit
 
 from kdbench.registry import BACKENDS
 from kdbench.results import read_result
 from kdbench.sweep.backends import Backend, Submitted, Sweep, Tracker, teachers_first
-from kdbench.sweep.journal import Job, JobState, jobs_folder, record_jobs
+from kdbench.sweep.journal import Job, JobState, job_paths, jobs_folder, record_jobs
 from kdbench.sweep.runner import TrainJob
 from kdbench.sweep.status import RunStatus, classify
 
@@ -29,6 +30,10 @@ class Local(Backend):
         with self.sweep.tracker(len(todo)) as tracker:
             pool = LocalPool(self.sweep, tracker)
             return Submitted(skipped=teachers_first(todo, states, pool.run))
+
+    @classmethod
+    def job_states(cls, results: Path, jobs: list[Job]) -> dict[str, JobState]:
+        return {job.run_id: local_state(results, job) for job in jobs}
 
 
 class LocalPool:
@@ -87,3 +92,16 @@ class LocalPool:
         record = read_result(self.results, status.run_id)
         journal = Job(status.run_id, "local", job.job_id, time.time())
         return classify(status, record, journal, JobState("ended", job.state), self.results)
+
+
+def local_state(results: Path, job: Job) -> JobState:
+    """A local job runs while its submitit controller process (``job_id`` is its PID) lives."""
+    if job_paths(results, job.job_id).result_pickle.exists():
+        return JobState("ended", "FINISHED")
+    try:
+        command = Path(f"/proc/{job.job_id}/cmdline").read_bytes()
+    except OSError:
+        command = b""
+    if b"submitit" in command:  # a reused PID runs something else
+        return JobState("running", "RUNNING")
+    return JobState("ended", "INTERRUPTED")

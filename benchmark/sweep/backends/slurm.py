@@ -1,9 +1,13 @@
 """``slurm``: the whole sweep queued at once through submitit, one job per run: one array of
 teachers, then per teacher one array of its students that starts only after it succeeded
-(``afterok``). A job that reaches its time limit is requeued and resumes from its checkpoint."""
+(``afterok``). A job that reaches its time limit is requeued and resumes from its checkpoint.
+Where each job is comes from ``sacct``."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
@@ -15,9 +19,13 @@ import submitit
 from kdbench.config import ConfigError, from_dict, load_yaml
 from kdbench.registry import BACKENDS
 from kdbench.sweep.backends import Backend, Submitted, Sweep
-from kdbench.sweep.journal import Job, SchedulerError, jobs_folder, record_jobs
+from kdbench.sweep.journal import Job, JobState, SchedulerError, jobs_folder, record_jobs
 from kdbench.sweep.runner import TrainJob
 from kdbench.sweep.status import UNDER_WAY, RunStatus, blocked_by
+
+SLURM_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "PREEMPTED"}
+SLURM_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
+FRESH_S = 300  # a job sacct does not list yet counts as queued for this long after submission
 
 
 @dataclass
@@ -107,6 +115,12 @@ class Slurm(Backend):
             sweep.log(f"submitted {len(jobs)} jobs to Slurm: {jobs[0].job_id} .. {jobs[-1].job_id}")
         return Submitted(jobs, skipped)
 
+    @classmethod
+    def job_states(cls, results: Path, jobs: list[Job]) -> dict[str, JobState]:
+        """One ``sacct`` call for all ``jobs``."""
+        words = sacct_states([job.job_id for job in jobs])
+        return {job.run_id: slurm_state(job, words.get(job.job_id)) for job in jobs}
+
 
 def teacher_job(student: RunStatus, by_id: dict[str, RunStatus], new: dict[str, str]) -> str | None:
     """The Slurm job ``student`` must wait for: its teacher's, unless that run is done."""
@@ -139,3 +153,58 @@ def submit_array(
     ]
     record_jobs(results, jobs)
     return jobs
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    """sacct's state word for each job id (array tasks expanded); {} when there are none."""
+    if not job_ids:
+        return {}
+    if shutil.which("sacct") is None:
+        raise SchedulerError("sacct not found: job states of Slurm runs need the Slurm clients")
+    arrays = sorted({job_id.split("_")[0] for job_id in job_ids}, key=int)
+    command = ["sacct", "--parsable2", "--format=JobID,State", f"--jobs={','.join(arrays)}"]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    except subprocess.CalledProcessError as err:
+        raise SchedulerError(
+            f"sacct failed ({err.stderr.strip()}): job states need Slurm accounting (slurmdbd)"
+        ) from err
+    except subprocess.TimeoutExpired as err:
+        raise SchedulerError("sacct did not answer within 60 s") from err
+    return parse_sacct(out.stdout)
+
+
+def parse_sacct(text: str) -> dict[str, str]:
+    """``JobID|State`` lines (a header first) as {job id: state word}: job steps (``7.batch``)
+    skipped, pending array tasks (``9_[1-3,5%2]``) expanded to ``9_1`` .. ``9_5``."""
+    states = {}
+    for line in text.splitlines()[1:]:
+        job_id, _, state = line.strip().partition("|")
+        if not job_id or "." in job_id or not state:
+            continue
+        for task in array_tasks(job_id):
+            states[task] = state.split()[0]
+    return states
+
+
+def array_tasks(job_id: str) -> list[str]:
+    """``9_[1-3,5%2]`` -> ``9_1, 9_2, 9_3, 9_5``; any other id as it is."""
+    match = re.fullmatch(r"(\d+)_\[([\d,-]+)(%\d+)?\]", job_id)
+    if match is None:
+        return [job_id]
+    array, tasks = match.group(1), []
+    for part in match.group(2).split(","):
+        first, _, last = part.partition("-")
+        tasks += [f"{array}_{k}" for k in range(int(first), int(last or first) + 1)]
+    return tasks
+
+
+def slurm_state(job: Job, word: str | None) -> JobState:
+    if word is None:  # accounting has not heard of it yet, or it is from another cluster's life
+        fresh = time.time() - job.submitted < FRESH_S
+        return JobState("queued", "SUBMITTED") if fresh else JobState("ended", "UNKNOWN")
+    if word in SLURM_QUEUED:
+        return JobState("queued", word)
+    if word in SLURM_RUNNING:
+        return JobState("running", word)
+    return JobState("ended", word)
