@@ -251,9 +251,13 @@ def test_pending_array_tasks_are_queued_and_unlisted_new_jobs_too(tmp_path, fake
     results = tmp_path / "results"
     now = time.time()
     jobs = [Job("a", "slurm", "9_0", now), Job("b", "slurm", "9_3", now),
-            Job("c", "slurm", "10", now), Job("d", "slurm", "4", now - 3600)]  # fmt: skip
-    (fake_slurm / "sacct.txt").write_text("JobID|State\n9_0|RUNNING\n9_[1-3%2]|PENDING\n")
+            Job("c", "slurm", "10", now), Job("d", "slurm", "4", now - 3600),
+            Job("e", "slurm", "11_5", now)]  # fmt: skip
+    (fake_slurm / "sacct.txt").write_text(
+        "JobID|State\n9_0|RUNNING\n9_0.batch|COMPLETED\n9_[1-3%2]|PENDING\n11_[0,4-6]|PENDING\n"
+    )
     states = job_states(results, jobs)
+    assert states["e"] == JobState("queued", "PENDING")
     assert states["a"] == JobState("running", "RUNNING")
     assert states["b"] == JobState("queued", "PENDING")
     assert states["c"] == JobState("queued", "SUBMITTED")  # not in accounting yet
