@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from kdbench.registry import (
+    BACKENDS,
     DATASETS,
     DETECTORS,
     METHODS,
@@ -76,7 +77,7 @@ def test_missing_plugin_module_is_a_clear_exit():
         load_plugin("no_such_mod_xyz")
 
 
-@pytest.mark.parametrize("registry", [METHODS, DATASETS, DETECTORS], ids=lambda r: r.kind)
+@pytest.mark.parametrize("registry", [METHODS, DATASETS, DETECTORS, BACKENDS], ids=lambda r: r.kind)
 def test_the_names_read_from_source_are_the_registered_ones(registry):
     """The fast path of check_name may not drift from what importing registers."""
     shipped = {n for n in registry.names() if registry.get(n).__module__.startswith("kdbench.")}
