@@ -107,12 +107,13 @@ def test_a_head_that_does_not_give_the_logits_is_refused() -> None:
 
 @pytest.mark.slow
 def test_a_simkd_run_evaluates_and_costs_what_it_deploys(tiny, tmp_path):
-    from kdbench.sweep import Plan, resolve_teacher, run_local
+    from kdbench.sweep.plan import Plan, resolve_teacher
+    from kdbench.sweep.runner import run_in_process
 
     plan = Plan()
     cfg = resolve_teacher(tiny("method.name=simkd", "student.name=resnet10t"), plan)
     plain = resolve_teacher(tiny("method.name=kd", "student.name=resnet10t"), plan)
-    records = run_local(Plan(plan.teachers, [cfg, plain]), tmp_path, log=lambda *_: None)
+    records = run_in_process([*plan.teachers, cfg, plain], tmp_path, log=lambda *_: None)
     simkd, kd = records[-2:]
     assert simkd["status"] == kd["status"] == "done", simkd.get("error")
     projector = simkd["cost"]["method_params"]
