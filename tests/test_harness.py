@@ -280,7 +280,7 @@ def test_a_model_sized_for_other_images_names_the_key_to_set(tiny, tmp_path):
 def test_without_a_terminal_each_epoch_logs_one_line(tiny, tmp_path, capsys):
     plan = Plan()
     cfg = resolve_teacher(tiny("method.name=kd", "train.epochs=2"), plan)
-    run_local(Plan(plan.teachers, [cfg]), tmp_path, progress=False, log=lambda *_: None)
+    run_in_process([*plan.teachers, cfg], tmp_path, progress=False, log=lambda *_: None)
     lines = capsys.readouterr().err.splitlines()
     epochs = [line for line in lines if line.startswith(f"run {cfg.run_id()} epoch ")]
     assert [line.split(":")[0].split()[-1] for line in epochs] == ["1/2", "2/2"]
