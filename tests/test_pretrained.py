@@ -64,3 +64,15 @@ def test_a_missing_file_or_a_kdbench_model_is_one_clear_error(tmp_path):
         build_model(NAME, 2, pretrained=str(tmp_path))
     with pytest.raises(ConfigError, match="kdbench model; give its weights as checkpoint"):
         build_model("cifar_resnet8", 2, pretrained=str(tmp_path))
+
+
+def test_a_teacher_trained_by_a_sweep_starts_from_its_pretrained_weights(weights):
+    from kdbench.sweep.plan import Plan, resolve_teacher
+
+    cfg = build_config(
+        {"method": {"name": "kd"}, "teacher": {"name": NAME, "pretrained": str(weights)}}
+    )
+    plan = Plan()
+    resolve_teacher(cfg, plan)
+    (teacher,) = plan.teachers
+    assert teacher.student.pretrained == str(weights)

@@ -90,7 +90,8 @@ def resolve_teacher(cfg: RunConfig, plan: Plan | None = None, seen: set | None =
 def teacher_run_config(cfg: RunConfig, t: TeacherConfig) -> RunConfig:
     train = from_dict(TrainConfig, merge(asdict(cfg.train), t.train), "teacher.train")
     data = from_dict(DataConfig, merge(asdict(cfg.data), t.data), "teacher.data")
-    student = from_dict(type(cfg.student), {"name": t.name, "kwargs": t.kwargs})
+    student = {"name": t.name, "kwargs": t.kwargs, "pretrained": t.pretrained}
+    student = from_dict(type(cfg.student), student)  # the teacher trains from its pretrained
     run = RunConfig(seed=t.seed, student=student, data=data, train=train, device=cfg.device)
     return run.resolved()
 
