@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from kdbench.method import Context, Method
-from kdbench.methods.common import (
-    kd_term,
-    match_spatial,
-    relative_stage,
-    stage_names,
-    teacher_output,
-)
+from kdbench.methods.common import kd_term, match_spatial, teacher_output
+from kdbench.methods.selection import MIN_AREA, compared_size, pick_pairs, teacher_stages
 from kdbench.output import Output
 from kdbench.registry import METHODS
 
@@ -23,8 +17,7 @@ from kdbench.registry import METHODS
 # Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
 RESULT_VERSION = "d38ddabe984f"
 
-AUTO_STAGES = 3  # auto pairs the deepest three stages whose maps are large enough
-MIN_AREA = 16  # 4×4: smaller maps dominate the loss, which scales as 1/(H·W)
+AUTO_STAGES = 3  # auto pairs the deepest three stages whose maps are 4×4 or more
 
 
 @METHODS.register("at")
@@ -54,13 +47,8 @@ class AttentionTransfer(Method):
         from the teacher's logits at ``temperature`` (RepDistiller's "AT+KD")."""
         super().__init__(ctx)
         teacher = teacher_output(ctx, "at")
-        self.pairs = auto_pairs(ctx.student, teacher) if pairs == "auto" else check_pairs(pairs)
+        self.pairs = pick_pairs(pairs, ctx.student, teacher, "AT", deepest=AUTO_STAGES)
         for s_name, t_name in self.pairs:
-            for out, name in ((ctx.student, s_name), (teacher, t_name)):
-                if out.feature(name).dim() != 4:
-                    raise ValueError(
-                        f"AT needs [B,C,H,W] maps; {name!r} is {out.features[name].shape}"
-                    )
             height, width = compared_size(ctx.student, teacher, (s_name, t_name))
             if height * width < MIN_AREA:
                 warnings.warn(
@@ -74,7 +62,7 @@ class AttentionTransfer(Method):
         self.kd_weight, self.temperature = kd_weight, temperature
 
     def teacher_features(self) -> list[str]:
-        return sorted({t_name for _, t_name in self.pairs})
+        return teacher_stages(self.pairs)
 
     def losses(self, batch: dict, s_out: Output, t_out: Output | None) -> dict[str, Tensor]:
         at = sum(
@@ -96,34 +84,3 @@ def at_loss(student: Tensor, teacher: Tensor, p: float) -> Tensor:
     """Mean squared difference of the two attention maps, pooled to the smaller size."""
     student, teacher = match_spatial(student, teacher)
     return (attention_map(student, p) - attention_map(teacher, p)).pow(2).mean()
-
-
-def compared_size(student: Output, teacher: Output, pair: tuple[str, str]) -> tuple[int, int]:
-    """Height and width at which ``pair`` is compared: the smaller of the two maps'."""
-    s_shape, t_shape = student.feature(pair[0]).shape, teacher.feature(pair[1]).shape
-    return min(s_shape[2], t_shape[2]), min(s_shape[3], t_shape[3])
-
-
-def auto_pairs(student: Output, teacher: Output) -> list[tuple[str, str]]:
-    """The deepest ``AUTO_STAGES`` student stages compared at 4×4 or more, each with the
-    teacher stage at the same relative depth."""
-    s_stages = stage_names(student)
-    t_stages = stage_names(teacher)
-    pairs = [
-        (name, relative_stage(k + 1, len(s_stages), t_stages)) for k, name in enumerate(s_stages)
-    ]
-    large = [pair for pair in pairs if math.prod(compared_size(student, teacher, pair)) >= MIN_AREA]
-    if not large:
-        raise ValueError(
-            f"AT auto: no stage pair has maps of 4×4 or more ({', '.join(s_stages)}); "
-            "set pairs explicitly"
-        )
-    return large[-AUTO_STAGES:]
-
-
-def check_pairs(pairs: list[list[str]] | str) -> list[tuple[str, str]]:
-    if isinstance(pairs, str) or not pairs or not all(len(pair) == 2 for pair in pairs):
-        raise ValueError(
-            f"pairs must be 'auto' or [[student_feature, teacher_feature], ...]: {pairs!r}"
-        )
-    return [(s_name, t_name) for s_name, t_name in pairs]

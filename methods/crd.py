@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from kdbench.method import Context, Method
 from kdbench.methods.common import kd_term, teacher_output
+from kdbench.methods.selection import embedding_feature
 from kdbench.output import Output
 from kdbench.registry import METHODS, unknown_message
 
@@ -62,7 +63,7 @@ class CRD(Method):
         self.register_buffer("negative_start", start, persistent=False)
         self.register_buffer("negative_count", count, persistent=False)
         if teacher_feature == "auto":
-            teacher_feature = "fused" if "fused" in teacher.features else "pooled"
+            teacher_feature = embedding_feature(teacher)
         self.student_feature = student_feature
         self.teacher_feature = teacher_feature
         self.embed_s = nn.Linear(ctx.student.feature(student_feature).flatten(1).shape[1], dim)

@@ -35,7 +35,7 @@ def test_help_lists_every_command_one_module_each():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["method.name=kdd"], "unknown method 'kdd'; did you mean 'kd' or 'dkd'?"),
+        (["method.name=kdd"], "unknown method 'kdd'; did you mean 'kd' or 'rkd' or 'dkd'?"),
         (["student.name=mobilenetv3_smal_050"], "did you mean 'mobilenetv3_small_050'"),
         (["data.name=synthf"], "unknown dataset 'synthf'; did you mean 'synthff'?"),
         (["train.epocs=3"], "unknown config key 'train.epocs'; did you mean 'train.epochs'"),

@@ -96,7 +96,7 @@ def test_a_typo_is_reported_without_importing_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     expected = unknown_message("method", "kdd", METHODS.static_names())
-    assert "did you mean 'kd' or 'dkd'? (known: at, crd, dist, dkd," in expected
+    assert "did you mean 'kd' or 'rkd' or 'dkd'? (known: at, crd, dist, dkd," in expected
     assert out.stdout.splitlines() == [f"method.name: {expected}", "False"]
 
 

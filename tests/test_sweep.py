@@ -532,7 +532,7 @@ def test_plan_lists_runs_with_ids_and_existing_results(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["grid.method=[kdd]"], "unknown method 'kdd'; did you mean 'kd' or 'dkd'?"),
+        (["grid.method=[kdd]"], "unknown method 'kdd'; did you mean 'kd' or 'rkd' or 'dkd'?"),
         (["--executor", "slurm"], "--executor slurm needs --profile slurm/NAME.yaml"),
         (
             ["--executor", "slurm", "--profile", "slurm/nope.yaml"],
