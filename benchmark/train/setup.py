@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from kdbench.config import ConfigError, RunConfig, coerce
+from kdbench.dataset import unchanged_random_state
 from kdbench.method import Context, Method, build_method, check_params
 from kdbench.models import build_model, model_names
 from kdbench.models.preact import PreactUnsupported, enable_preact
@@ -197,7 +198,8 @@ def request_preact(method: str, student: nn.Module, teacher: nn.Module | None) -
 def check_image_size(cfg: RunConfig, train_set: Dataset) -> None:
     """A kdbench model sized for its input (``image_size``: the dual-branch teacher's FAD) must
     be given the data's size: one line naming the key to set, before anything is built."""
-    side = train_set[0]["image"].shape[-1]
+    with unchanged_random_state():  # an item may draw its view: the seeded run must not see it
+        side = train_set[0]["image"].shape[-1]
     for role, model in (("student", cfg.student), ("teacher", cfg.teacher)):
         size = (model.kwargs if model else {}).get("image_size")
         if size is not None and size != side:
