@@ -405,8 +405,15 @@ def test_best_student_per_column_is_bold(written):
 
 def test_repdistiller_reference_table_is_complete():
     refs = load_references(REFERENCES)
-    pairs = refs[refs["method"] != "vanilla"]
-    assert len(pairs) == 13 * 4
+    repdistiller = refs[refs["source"] == "repdistiller_cifar100.csv"]
+    pairs = repdistiller[repdistiller["method"] != "vanilla"]
+    assert len(pairs) == 13 * 4 + 7 * 5  # KD, FitNet, AT, CRD for 13 pairs; SP … NST for 7
+    by_method = pairs.groupby("method").size().to_dict()
+    assert by_method == {m: 13 for m in ("kd", "fitnets", "at", "crd")} | {
+        m: 7 for m in ("sp", "vid", "rkd", "pkt", "nst")
+    }
+    dkd = refs[(refs["method"] == "dkd") & (refs["student"] == "resnet8x4")]
+    assert dkd["published"].tolist() == [76.32]
     crd = pairs[(pairs["student"] == "resnet8x4") & (pairs["method"] == "crd")]
     assert crd["published"].tolist() == [75.51]
     teachers = refs[(refs["method"] == "vanilla") & (refs["student"] == "wrn_40_2")]
