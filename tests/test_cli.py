@@ -121,3 +121,17 @@ def test_the_teacher_is_announced_only_when_it_is_trained(tmp_path, capsys):
     assert "training the teacher first" in capsys.readouterr().err
     assert main([*args, "seed=1"]) == 0  # another student of the same teacher
     assert "training the teacher first" not in capsys.readouterr().err
+
+
+def test_a_config_typo_fails_before_torch_is_imported():
+    """The 2-second promise: `kdbench run --preset smoke method.name=kdd` reports the typo
+    before the training stack (torch) is imported."""
+    code = (
+        "import sys\n"
+        "from kdbench.cli import main\n"
+        "rc = main(['run', '--preset', 'smoke', 'method.name=kdd'])\n"
+        "print(rc, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["2", "False"], done.stderr[-2000:]
+    assert "method.name: unknown method 'kdd'; did you mean" in done.stderr

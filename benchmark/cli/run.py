@@ -36,11 +36,6 @@ def add_results(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kdbench.results import check_writable
-    from kdbench.sweep.plan import Plan, resolve_teacher
-    from kdbench.sweep.runner import run_in_process
-    from kdbench.train import run, trusted_result, validate
-
     if args.config and "=" in args.config:  # argparse took the first override for the file
         args.overrides.insert(0, args.config)
         args.config = None
@@ -52,7 +47,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = load_preset(args.preset) if args.preset else load_yaml(args.config)
     if "grid" in data:
         raise ConfigError("a sweep spec, not a run config: try `kdbench demo --preset NAME`")
-    cfg = build_config(data, args.overrides)
+    cfg = build_config(data, args.overrides)  # a typo fails here, before torch is imported
+    from kdbench.results import check_writable
+    from kdbench.sweep.plan import Plan, resolve_teacher
+    from kdbench.sweep.runner import run_in_process
+    from kdbench.train import run, trusted_result, validate
+
     validate(cfg)
     check_writable(args.results)
     plan = Plan()
