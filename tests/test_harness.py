@@ -255,6 +255,10 @@ def test_every_method_trains_on_the_smoke_preset(name, tiny, shared_results):
         ("teacher.kwargs.lsf=true", r"teacher\.kwargs of 'dual-branch'.*'lsf'.*did you mean 'lfs'"),
         ("teacher.kwargs.lfs=maybe", r"teacher\.kwargs\.lfs: expected bool, got 'maybe'"),
         ("teacher.kwargs.image_size=true", r"teacher\.kwargs\.image_size: expected int, got True"),
+        (
+            "student.kwargs.drop_rate=maybe",
+            r"student\.kwargs\.drop_rate: expected float, got 'maybe'",
+        ),
     ],
 )
 def test_bad_training_and_model_settings_fail_before_building(tiny, override, message):

@@ -26,6 +26,9 @@ from kdbench.train.precision import batch_shape, check_precision, choose_dtype
 from kdbench.train.teacher import CachedTeacher, LiveTeacher, load_teacher, teacher_side
 
 TEST_EPOCHS = ("all", "best")
+# keyword arguments most timm models take (timm.create_model passes them on untyped)
+TIMM_KWARGS = {"drop_rate": float, "drop_path_rate": float, "drop_block_rate": float}
+TIMM_KWARGS |= {"global_pool": str, "in_chans": int, "output_stride": int}
 
 
 @dataclass
@@ -66,6 +69,10 @@ def validate(cfg: RunConfig) -> None:
         if model.name in MODELS:  # a kdbench model: its keyword arguments are known
             check_params(f"{role}.kwargs of {model.name!r}", MODELS.get(model.name), model.kwargs)
             check_types(f"{role}.kwargs", MODELS.get(model.name), model.kwargs)
+        else:  # timm forwards unknown keywords to the model class: the common ones are typed
+            for key, value in model.kwargs.items():
+                if key in TIMM_KWARGS:
+                    coerce(TIMM_KWARGS[key], value, f"{role}.kwargs.{key}")
     if method_cls.needs_teacher and cfg.teacher is None:
         raise ConfigError(
             f"method {cfg.method.name!r} distils from a teacher: set teacher.name and "
