@@ -135,3 +135,42 @@ def test_a_config_typo_fails_before_torch_is_imported():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.split() == ["2", "False"], done.stderr[-2000:]
     assert "method.name: unknown method 'kdd'; did you mean" in done.stderr
+
+
+def console_script(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    kdbench = Path(sys.executable).parent / "kdbench"
+    return subprocess.run([str(kdbench), *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_list_features_shows_every_feature_with_its_shape_and_timm_module():
+    done = console_script("list", "features", "resnet10t", "--size", "64", "--preact")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if "│" in line}
+    assert "[2, 256, 4, 4]" in rows["stage4"] and "layer3 (reduction 16)" in rows["stage4"]
+    assert "[2, 64, 32, 32]" in rows["stage1"] and "act1" in rows["stage1"]  # the stem
+    assert "[2, 512]" in rows["pooled"] and "stage5.preact" in rows
+    kwargs = console_script("list", "features", "dual-branch", "spatial=resnet10t", "--size", "64")
+    assert "spatial.stage5" in kwargs.stdout and "fused" in kwargs.stdout, kwargs.stderr
+
+
+def test_list_methods_verbose_gives_each_hyper_parameter_its_default_and_meaning():
+    done = console_script("list", "methods", "-v", "--pattern", "kd")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"alpha = 0\.9\s*│ .*\S", done.stdout), done.stdout
+    assert re.search(r"temperature = 4\.0", done.stdout)
+
+
+def test_config_show_prints_the_resolved_config_and_the_id_a_run_gets(tmp_path):
+    done = console_script("config", "show", "--preset", "smoke", "train.lr=1e-3")
+    assert done.returncode == 0, done.stderr
+    *body, last = done.stdout.strip().splitlines()
+    import yaml
+
+    from kdbench.config import build_config, load_preset, load_yaml
+
+    shown = yaml.safe_load("\n".join(body))
+    expected = build_config(load_preset("smoke"), ["train.lr=1e-3"])
+    assert shown["train"]["lr"] == 1e-3 and "alpha" not in shown["method"]["params"]
+    assert last == f"# run id: {expected.run_id()}"
+    (tmp_path / "shown.yaml").write_text("\n".join(body))
+    assert build_config(load_yaml(tmp_path / "shown.yaml")).run_id() == expected.run_id()

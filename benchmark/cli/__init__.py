@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UnknownNameError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 2
+    except KeyboardInterrupt:  # a run in progress has recorded itself as interrupted
+        console.print("interrupted")
+        return 130
 
 
 def commands() -> list[str]:

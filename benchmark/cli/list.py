@@ -1,31 +1,44 @@
-"""``kdbench list``: registered methods, models, datasets, or the shipped presets."""
+"""``kdbench list``: registered methods (``-v``: their hyper-parameters), models, datasets, the
+shipped presets, or a model's features with their shapes."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import re
 
-from kdbench.config import preset_names
-from kdbench.console import console
+from kdbench.config import parse_override, preset_names
+from kdbench.console import console, print_table
 from kdbench.registry import DATASETS, METHODS, MODELS
+
+WHAT = ["methods", "models", "datasets", "presets", "features"]
+HARNESS = ("self", "ctx", "split", "num_classes")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    ls = subparsers.add_parser("list", help="list registered methods, models, datasets or presets")
-    ls.add_argument(
-        "what", nargs="?", default="methods", choices=["methods", "models", "datasets", "presets"]
+    ls = subparsers.add_parser(
+        "list", help="list methods, models, datasets, presets, or a model's features"
     )
+    ls.add_argument("what", nargs="?", default="methods", choices=WHAT)
+    ls.add_argument("model", nargs="?", help="features: the model (a kdbench or timm name)")
+    ls.add_argument("kwargs", nargs="*", metavar="key=value", help="features: model kwargs")
     ls.add_argument("--pattern", default="*", help="shell-style filter, e.g. 'feat-*'")
+    ls.add_argument("-v", "--verbose", action="store_true", help="methods: hyper-parameters")
+    ls.add_argument("--size", type=int, default=64, help="features: the input side (64)")
+    ls.add_argument("--preact", action="store_true", help="features: add stageK.preact")
     ls.set_defaults(func=cmd_list)
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     if args.what == "presets":
         for kind in ("run", "sweep"):
             console.print(f"{kind}: {', '.join(preset_names(kind))}")
         return
+    if args.what == "features":
+        list_features(args)
+        return
+    from rich.table import Table
+
     registry = {"methods": METHODS, "models": MODELS, "datasets": DATASETS}[args.what]
     table = Table(title=f"kdbench {args.what}")
     table.add_column("name")
@@ -33,9 +46,70 @@ def cmd_list(args: argparse.Namespace) -> None:
     for name in registry.names(args.pattern):
         entry = registry.get(name)
         table.add_row(name, getattr(entry, "description", "") or first_line(entry.__doc__))
-    Console().print(table)
+        if args.verbose:
+            for param, default, meaning in hyper_parameters(entry):
+                table.add_row(f"  {param} = {default!r}", meaning)
+    print_table(table, 160)
     if args.what == "models":
         console.print("and every timm model name (pretrained=False), e.g. resnet18")
+
+
+def hyper_parameters(entry) -> list[tuple[str, object, str]]:
+    """``(name, default, one-line meaning)`` of each keyword hyper-parameter: the signature's
+    defaults, the meaning from the sentence of the ``__init__`` docstring that names it."""
+    fn = entry.__init__ if inspect.isclass(entry) else entry
+    doc = " ".join((inspect.getdoc(fn) or "").split())
+    rows = []
+    for p in inspect.signature(entry).parameters.values():
+        if p.name in HARNESS or p.default is p.empty:
+            continue
+        rows.append((p.name, p.default, meaning(doc, p.name)))
+    return rows
+
+
+def meaning(doc: str, name: str) -> str:
+    """The sentence of ``doc`` that first names ``name`` (as ``name``), cut to 100 characters."""
+    for sentence in re.split(r"(?<=[.;])\s+", doc):
+        if f"``{name}``" in sentence:
+            text = sentence.replace("``", "").removeprefix("- ")
+            return text if len(text) <= 100 else text[:99] + "…"
+    return ""
+
+
+def list_features(args: argparse.Namespace) -> None:
+    """Every feature of ``model`` on a ``size``×``size`` input: name, shape, and timm's
+    ``feature_info`` (channels, reduction, module) where it has one."""
+    if not args.model:
+        raise SystemExit("kdbench list features MODEL [key=value ...] [--size N]")
+    import torch
+    from rich.table import Table
+
+    from kdbench.models import build_model
+    from kdbench.models.preact import enable_preact
+
+    kwargs = {".".join(k): v for k, v in map(parse_override, args.kwargs)}
+    model = build_model(args.model, 2, **kwargs).eval()
+    if args.preact:
+        enable_preact(model)
+    with torch.no_grad():
+        out = model(torch.zeros(2, 3, args.size, args.size))
+    info = getattr(getattr(model, "body", None), "feature_info", None)
+    table = Table(title=f"{args.model} features at {args.size}×{args.size} (batch 2)")
+    for column in ("feature", "shape", "timm module"):
+        table.add_column(column)
+    for name, value in out.features.items():
+        table.add_row(name, str(list(value.shape)), timm_module(info, name))
+    table.add_row("logits", str(list(out.logits.shape)), "")
+    print_table(table, 120)
+
+
+def timm_module(info, name: str) -> str:
+    """timm's name for the module that outputs ``stageK`` (``feature_info[K - 1]``)."""
+    match = re.fullmatch(r"stage(\d+)", name)
+    if info is None or match is None or int(match.group(1)) > len(info):
+        return ""
+    entry = info[int(match.group(1)) - 1]
+    return f"{entry['module']} (reduction {entry['reduction']})"
 
 
 def first_line(doc: str | None) -> str:
