@@ -594,3 +594,18 @@ def test_a_long_legend_goes_below_the_axes_and_a_short_one_beside():
         box, axes_box = fig.legends[0].get_window_extent(), ax.get_window_extent()
         assert bool(box.y1 <= axes_box.y0) is below
         assert bool(box.x0 >= axes_box.x1) is not below
+
+
+def test_the_bar_axis_shows_every_seed_and_no_error_bar_passes_100(lq):
+    from matplotlib.collections import LineCollection, PathCollection
+
+    figures = dataset_figures(lq)
+    bars = figures["bars"].axes[0]
+    left, right = bars.get_xlim()
+    (seeds,) = [c for c in bars.collections if isinstance(c, PathCollection)]
+    dots = seeds.get_offsets()[:, 0]
+    assert left <= dots.min() and dots.max() <= right
+    for errors in [c for c in bars.collections if isinstance(c, LineCollection)]:
+        assert max(x for segment in errors.get_segments() for x, _ in segment) <= 100.0
+    ticks = figures["curves"].axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)  # whole epochs

@@ -17,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from kdbench.report.analysis import DatasetReport, pareto_mask
 from kdbench.report.labels import metric_label
@@ -80,7 +80,7 @@ def cost_figure(report: DatasetReport, cost: str, styles: dict[str, dict]) -> Fi
         ax.errorbar(
             part[cost],
             part[metric],
-            yerr=part[f"{metric}_std"].fillna(0),
+            yerr=clipped_spread(part[metric], part[f"{metric}_std"]),
             fmt=style["marker"],
             color=style["color"],
             markersize=marker_size(style),
@@ -204,7 +204,7 @@ def bar_figure(report: DatasetReport, styles: dict[str, dict]) -> Figure:
     ax.barh(
         y,
         groups[metric],
-        xerr=groups[f"{metric}_std"].fillna(0),
+        xerr=clipped_spread(groups[metric], groups[f"{metric}_std"]),
         color=colours,
         height=0.75,
         capsize=3,
@@ -213,8 +213,11 @@ def bar_figure(report: DatasetReport, styles: dict[str, dict]) -> Figure:
     position = dict(zip(groups["label"], y, strict=True))
     seeds = report.runs[report.runs["label"].isin(position)]
     ax.scatter(seeds[metric], seeds["label"].map(position), s=6, color="0.1", zorder=3, lw=0)
-    left = max(0.0, 5 * math.floor((groups[metric].min() - 3) / 5))
-    right = max(seeds[metric].max(), (groups[metric] + groups[f"{metric}_std"].fillna(0)).max())
+    lowest = min(seeds[metric].min(), (groups[metric] - groups[f"{metric}_std"].fillna(0)).min())
+    left = max(0.0, 5 * math.floor((lowest - 3) / 5))  # every seed's dot and error bar shows
+    right = min(
+        100.0, max(seeds[metric].max(), (groups[metric] + groups[f"{metric}_std"].fillna(0)).max())
+    )
     ax.set_xlim(left, right + 0.04 * (right - left))
     for i, (value, colour) in enumerate(zip(groups[metric], colours, strict=True)):
         ink = "0.1" if luminance(colour) > 0.55 else "white"
@@ -227,6 +230,12 @@ def bar_figure(report: DatasetReport, styles: dict[str, dict]) -> Figure:
     ax.set_xlabel(f"test {metric_label(metric)} (%)")
     ax.set_title(report.name)
     return fig
+
+
+def clipped_spread(mean: pd.Series, std: pd.Series) -> np.ndarray:
+    """±1 std as matplotlib's ``[below, above]``, the upper arm cut at 100 % (a percentage)."""
+    std = std.fillna(0).to_numpy()
+    return np.vstack([std, np.minimum(std, np.maximum(0.0, 100.0 - mean.to_numpy()))])
 
 
 def luminance(colour) -> float:
@@ -258,6 +267,7 @@ def curve_figure(
                 draw_curve(ax, curves[label], styles[label])
         ax.set_title(f"{report.name}: {student}" if len(panels) == 1 else student)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.set_ylabel(f"validation {metric_label(metric)} (%)")
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
