@@ -609,3 +609,10 @@ def test_the_bar_axis_shows_every_seed_and_no_error_bar_passes_100(lq):
         assert max(x for segment in errors.get_segments() for x, _ in segment) <= 100.0
     ticks = figures["curves"].axes[0].get_xticks()
     assert all(float(t).is_integer() for t in ticks)  # whole epochs
+
+
+def test_a_small_gflops_count_keeps_two_significant_digits():
+    from kdbench.report.columns import small
+
+    cell = small("gflops")
+    assert [cell({"gflops": v}) for v in (0.0899, 0.00123, 0.323)] == ["0.090", "0.0012", "0.323"]

@@ -66,6 +66,11 @@ def fixed(name: str, digits: int) -> Callable[[Row], str]:
     return lambda g: number(g[name], digits)
 
 
+def small(name: str) -> Callable[[Row], str]:
+    """A cell with 3 decimals, or 2 significant digits below 0.01 (0.0012, not 0.001)."""
+    return lambda g: number(g[name], 3) if not 0 < abs(g[name]) < 0.01 else f"{g[name]:.2g}"
+
+
 def method_cell(g: Row) -> str:
     return with_variant(
         "vanilla (teacher)" if g["role"] == "teacher" else g["method"], g["variant"]
@@ -84,7 +89,7 @@ COLUMNS = [
     Column("converged", "conv.", lambda g: converged(g["converged"], g["n"]), group="sum"),
     Column("seeds", None, group=("seed", seed_list)),
     Column("params_m", "params (M)", fixed("params_m", 2), student_cost("params", 1e6), "mean"),
-    Column("gflops", "GFLOPs", fixed("gflops", 3), student_cost("flops", 1e9), "mean"),
+    Column("gflops", "GFLOPs", small("gflops"), student_cost("flops", 1e9), "mean"),
     Column(
         "latency_ms",
         "latency (ms)",
