@@ -481,6 +481,7 @@ def test_the_sweep_runs_with_the_local_executor(local_sweep):
     assert len(latest_jobs(results)) == 6 and {
         j.executor for j in latest_jobs(results).values()
     } == {"local"}
+    assert not (results / "jobs" / "%j").exists()  # submitit's placeholder folder is gone
 
 
 @pytest.mark.slow

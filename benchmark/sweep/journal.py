@@ -3,6 +3,7 @@ backend that submitted a job tells where it is now)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -36,6 +37,13 @@ class JobState:
 
     phase: str
     word: str
+
+
+def drop_placeholder(results: Path) -> None:
+    """Remove the empty ``jobs/%j`` folder submitit leaves behind when it submits (the real
+    job folders are ``jobs/<job id>``)."""
+    with contextlib.suppress(OSError):  # not there, or not empty: leave it
+        (jobs_folder(results) / "%j").rmdir()
 
 
 def jobs_folder(results: Path) -> Path:

@@ -17,7 +17,7 @@ from typing import ClassVar
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kdbench.console import console, say
-from kdbench.sweep.journal import Job, JobState
+from kdbench.sweep.journal import Job, JobState, drop_placeholder
 from kdbench.sweep.plan import Plan, describe
 from kdbench.sweep.status import UNDER_WAY, RunStatus, blocked_by, run_states
 
@@ -89,6 +89,7 @@ class Backend(ABC):
                 running, queued = watched.count("running"), watched.count("queued")
                 tracker.note(f"{running} running, {queued} queued")
                 if not pending:
+                    drop_placeholder(sweep.results)
                     return states
                 time.sleep(sweep.poll_s)
 

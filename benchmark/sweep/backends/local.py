@@ -12,7 +12,14 @@ import submitit
 from kdbench.registry import BACKENDS
 from kdbench.results import read_result
 from kdbench.sweep.backends import Backend, Submitted, Sweep, Tracker, teachers_first
-from kdbench.sweep.journal import Job, JobState, job_paths, jobs_folder, record_jobs
+from kdbench.sweep.journal import (
+    Job,
+    JobState,
+    drop_placeholder,
+    job_paths,
+    jobs_folder,
+    record_jobs,
+)
 from kdbench.sweep.runner import TrainJob
 from kdbench.sweep.status import RunStatus, classify
 
@@ -89,6 +96,7 @@ class LocalPool:
         return status, job
 
     def outcome(self, status: RunStatus, job: submitit.LocalJob) -> RunStatus:
+        drop_placeholder(self.results)  # the job's process made it
         record = read_result(self.results, status.run_id)
         journal = Job(status.run_id, "local", job.job_id, time.time())
         return classify(status, record, journal, JobState("ended", job.state), self.results)

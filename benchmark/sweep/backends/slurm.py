@@ -19,7 +19,13 @@ import submitit
 from kdbench.config import ConfigError, from_dict, load_yaml
 from kdbench.registry import BACKENDS
 from kdbench.sweep.backends import Backend, Submitted, Sweep
-from kdbench.sweep.journal import Job, JobState, SchedulerError, jobs_folder, record_jobs
+from kdbench.sweep.journal import (
+    Job,
+    JobState,
+    SchedulerError,
+    jobs_folder,
+    record_jobs,
+)
 from kdbench.sweep.runner import TrainJob
 from kdbench.sweep.status import UNDER_WAY, RunStatus, blocked_by
 
