@@ -240,8 +240,14 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def set_path(data: dict, keys: list[str], value: Any) -> None:
+    """Set ``data[k1][k2]… = value``; where a mapping already holds a dotted key that the
+    remaining keys spell (a sweep's grid axis ``train.lr``), that key is the one set."""
     node = data
-    for key in keys[:-1]:
+    for i, key in enumerate(keys[:-1]):
+        dotted = ".".join(keys[i:])
+        if dotted in node:
+            node[dotted] = value
+            return
         if not isinstance(node.get(key), dict):
             node[key] = {}
         node = node[key]

@@ -612,3 +612,13 @@ def test_sweep_pick_prints_the_winner_and_its_methods_block(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "methods:\n  kd:\n    alpha: 0.5" in out
     assert "0.8050 ± 0.0071" in out
+
+
+def test_a_dotted_grid_axis_can_be_overridden(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: s\nbase: smoke\ngrid:\n  train.lr: [0.1, 0.2]\n  method: [kd]\n  seed: [0]\n"
+    )
+    loaded = load_spec(spec, overrides=["grid.train.lr=[0.5]", "grid.seed=[1, 2]"])
+    assert loaded["grid"]["train.lr"] == [0.5] and "train" not in loaded["grid"]
+    assert sorted(cfg.train.lr for cfg in expand(loaded).students) == [0.5, 0.5]
