@@ -10,7 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdbench.method import Context, Method
-from kdbench.methods.common import conv_projector, feature_map, kd_loss, match_spatial
+from kdbench.methods.common import (
+    conv_projector,
+    feature_map,
+    kd_loss,
+    match_spatial,
+    stages_of,
+)
 from kdbench.models.frequency import dct2
 from kdbench.output import Output
 from kdbench.registry import unknown_message
@@ -78,15 +84,10 @@ def feature_distance(student: Tensor, teacher: Tensor, loss: str) -> Tensor:
 
 def last_stage(features: dict[str, Tensor], prefix: str) -> str:
     """The deepest ``<prefix>stageK`` with a ``[B, C, H, W]`` map."""
-    head = prefix + "stage"
-    stages = {
-        int(name[len(head) :]): name
-        for name, value in features.items()
-        if name.startswith(head) and name[len(head) :].isdigit() and value.dim() == 4
-    }
-    if not stages:
+    maps = [name for name in stages_of(features, prefix) if features[name].dim() == 4]
+    if not maps:
         raise ValueError(f"no '{prefix}stageK' maps to pick from (has: {', '.join(features)})")
-    return stages[max(stages)]
+    return maps[-1]
 
 
 def student_feature_name(student: Output, name: str) -> str:
