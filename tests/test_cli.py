@@ -174,3 +174,27 @@ def test_config_show_prints_the_resolved_config_and_the_id_a_run_gets(tmp_path):
     assert last == f"# run id: {expected.run_id()}"
     (tmp_path / "shown.yaml").write_text("\n".join(body))
     assert build_config(load_yaml(tmp_path / "shown.yaml")).run_id() == expected.run_id()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_start_up_is_one_line_not_a_traceback(tmp_path):
+    import os
+    import signal
+    import time
+
+    kdbench = Path(sys.executable).parent / "kdbench"
+    env = dict(os.environ, CI="1", KDBENCH_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.Popen(
+        [str(kdbench), "run", "--preset", "smoke", "--results", str(tmp_path / "r")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "r").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the command has parsed its config and is starting the run
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in out + err
