@@ -616,3 +616,20 @@ def test_a_small_gflops_count_keeps_two_significant_digits():
 
     cell = small("gflops")
     assert [cell({"gflops": v}) for v in (0.0899, 0.00123, 0.323)] == ["0.090", "0.0012", "0.323"]
+
+
+def test_a_plain_vanilla_run_of_the_teachers_model_is_a_baseline_not_a_teacher():
+    from kdbench.report.frames import runs_frame
+
+    teacher = record("dual-branch", auc=0.90, seed=0)
+    other = record("dual-branch", auc=0.80, seed=1)  # the same model trained alone, untaught
+    student = record(
+        "resnet10t", "kd", auc=0.7, teacher=TeacherConfig("dual-branch", run=teacher["run_id"])
+    )
+    frame = runs_frame([teacher, other, student])
+    roles = dict(zip(frame["run_id"], frame["role"], strict=True))
+    assert roles == {
+        teacher["run_id"]: "teacher",
+        other["run_id"]: "baseline",
+        student["run_id"]: "distilled",
+    }

@@ -89,7 +89,7 @@ def runs_frame(records: Sequence[dict], within: float = CONVERGED_WITHIN) -> pd.
         return pd.DataFrame(columns=run_columns())
     frame = pd.DataFrame([run_row(r, within) for r in done])
     frame["variant"] = variant_labels(frame, [r["config"] for r in done])
-    frame["role"] = roles(frame)
+    frame["role"] = roles(frame, teacher_runs(done))
     frame["recipe"] = [recipe(r["config"]) for r in done]
     return frame
 
@@ -232,14 +232,26 @@ def setting(group_recipe: dict[str, str]) -> str:
     return json.dumps(kept, sort_keys=True)
 
 
-def roles(frame: pd.DataFrame) -> pd.Series:
-    """``teacher`` (a vanilla run of a model that teaches others here), ``baseline`` (any other
-    vanilla run: the student trained alone) or ``distilled``."""
-    teachers = set(zip(frame["dataset"], frame["teacher"], strict=True))
+def roles(frame: pd.DataFrame, teacher_ids: set[str] = frozenset()) -> pd.Series:
+    """``teacher``, ``baseline`` (any other vanilla run: the student trained alone) or
+    ``distilled``. A vanilla run teaches when another run names its id as ``teacher.run``;
+    where no such run is here (teachers given by checkpoint), when its model teaches others
+    on the same data, so a plain vanilla run of a teacher's model is a baseline whenever the
+    real teacher run is present."""
     vanilla = (frame["method_name"] == "vanilla") & (frame["teacher"] == "")
-    teaches = [(d, s) in teachers for d, s in zip(frame["dataset"], frame["student"], strict=True)]
+    pairs = list(zip(frame["dataset"], frame["student"], strict=True))
+    named = frame["run_id"].isin(teacher_ids).to_numpy()
+    known = {pair for pair, is_named in zip(pairs, named, strict=True) if is_named}
+    teachers = set(zip(frame["dataset"], frame["teacher"], strict=True)) - known
+    teaches = named | np.array([pair in teachers for pair in pairs], bool)
     role = np.where(vanilla, "baseline", "distilled")
-    return pd.Series(np.where(vanilla & np.array(teaches, bool), "teacher", role), frame.index)
+    return pd.Series(np.where(vanilla & teaches, "teacher", role), frame.index)
+
+
+def teacher_runs(records: Sequence[dict]) -> set[str]:
+    """The run ids that finished runs name as their teacher (``teacher.run``)."""
+    teachers = [r["config"].get("teacher") or {} for r in records]
+    return {t["run"] for t in teachers if t.get("run")}
 
 
 def history_frame(records: Sequence[dict], split: str = "val") -> pd.DataFrame:
