@@ -28,3 +28,24 @@ def test_cache_at_restores_an_unset_variable(monkeypatch, tmp_path):
     with cache_at(tmp_path):
         assert os.environ["KDBENCH_CACHE"] == str(tmp_path)
     assert "KDBENCH_CACHE" not in os.environ
+
+
+def test_every_method_has_a_bench_setup_that_steps():
+    """`kdbench bench` times every registered method: each builds its setup (preact features
+    and classifier heads included) and takes one step, live and cached."""
+    import torch
+
+    from kdbench.models import build_model
+    from kdbench.registry import METHODS
+    from kdbench.train.speed import method_setup, synthetic_batch
+    from kdbench.train.step import train_step
+
+    teacher = build_model("dual-branch", 2, spatial="resnet10t", frequency="resnet10t").eval()
+    teacher.requires_grad_(False)
+    batch = synthetic_batch(4, 64)
+    shipped = [n for n in METHODS.names() if METHODS.get(n).__module__.startswith("kdbench.")]
+    for name in shipped:
+        for cached in (False, True):
+            setup = method_setup(name, teacher, batch, cached=cached)
+            losses = train_step(setup, batch)
+            assert all(torch.isfinite(v) for v in losses.values()), (name, cached)

@@ -7,6 +7,7 @@ All timings come from one process on one synthetic batch, so ratios are comparab
 
 from __future__ import annotations
 
+import copy
 import os
 import statistics
 import tempfile
@@ -25,6 +26,7 @@ from torch import nn
 from kdbench.config import RunConfig, load_preset
 from kdbench.method import Context, build_method
 from kdbench.models import build_model
+from kdbench.registry import METHODS
 from kdbench.train.device import place, to_device
 from kdbench.train.optim import make_optimizer
 from kdbench.train.precision import (
@@ -36,7 +38,7 @@ from kdbench.train.precision import (
     time_dtypes,
     verdict_from,
 )
-from kdbench.train.setup import Setup
+from kdbench.train.setup import Setup, head_of, request_preact
 from kdbench.train.step import train_step
 from kdbench.train.teacher import CachedTeacher, LiveTeacher
 
@@ -97,9 +99,22 @@ def method_setup(name: str, teacher, batch: dict, cached: bool = False) -> Setup
     """A harness ``Setup`` for method ``name`` on ``batch``, its teacher live or cached."""
     torch.manual_seed(0)
     student = place(build_model(STUDENT, 2), CPU)
+    if METHODS.get(name).needs_preact:  # a copy: the hooks would slow the others' teacher
+        teacher = copy.deepcopy(teacher)
+        request_preact(name, student, teacher)
     with torch.no_grad():
         s_out, t_out = student.eval()(batch["image"][:2]), teacher(batch["image"][:2])
-        ctx = Context(s_out, t_out, 2, 1024, train_labels=torch.arange(1024) % 2)
+    norms = teacher.preact_norms() if METHODS.get(name).needs_preact else None
+    ctx = Context(
+        s_out,
+        t_out,
+        2,
+        1024,
+        train_labels=torch.arange(1024) % 2,
+        student_head=head_of(student),
+        teacher_head=head_of(teacher),
+        teacher_preact_norms=norms,
+    )
     method = build_method(name, ctx, {})
     params = list(student.train().parameters()) + list(method.parameters())
     optimizer = make_optimizer(params, RunConfig())  # the harness's optimizer
