@@ -56,3 +56,23 @@ def test_a_missing_plugin_file_is_one_line(tmp_path):
     )
     assert done.returncode != 0
     assert done.stderr.strip() == "--plugin './nope.py': no such file (a module name or a .py file)"
+
+
+def test_add_a_method_documents_every_piece_of_the_method_seam():
+    """Every Context field and every overridable Method hook is named in "Add a method", so
+    the docs cannot fall behind the seam (issue 16 item 9)."""
+    import dataclasses
+    import inspect
+
+    from kdbench.method import Context, Method
+
+    section = README.read_text().split("## Add a method", 1)[1].split("\n## ", 1)[0]
+    fields = [f.name for f in dataclasses.fields(Context)]
+    hooks = [n for n, v in vars(Method).items() if inspect.isfunction(v) and n != "__init__"]
+    flags = [n for n in vars(Method) if n.startswith("needs_")]
+    missing = [
+        name
+        for name in fields + hooks + flags
+        if f"`{name}" not in section and f"{name}`" not in section and name not in section
+    ]
+    assert not missing, f"Add a method does not mention {missing}"
