@@ -12,7 +12,7 @@ import pytest
 from kdbench.cli import main
 
 pytestmark = pytest.mark.slow
-COMMANDS = {"bench", "data", "demo", "flops", "list", "report", "run", "sweep"}
+COMMANDS = {"bench", "config", "data", "demo", "flops", "list", "report", "run", "sweep"}
 
 
 def test_help_lists_every_command_one_module_each():
