@@ -167,11 +167,14 @@ def dry_run(student, teacher, train_set: Dataset, num_classes: int, device) -> C
         s_out = student.eval()(images)
         student.train(was)
         t_out = teacher(images) if teacher is not None else None
-    norms = (
-        teacher.preact_norms()
-        if t_out and any(k.endswith(".preact") for k in t_out.features)
-        else None
-    )
+    return network_context(student, teacher, s_out, t_out, num_classes, train_set)
+
+
+def network_context(student, teacher, s_out, t_out, num_classes: int, train_set) -> Context:
+    """The ``Context`` of a dry forward: the outputs, and what a method may reuse of the
+    networks (their classifier heads, the teacher's batch norms before its pre-activation
+    features, where it returns them)."""
+    preact = t_out is not None and any(k.endswith(".preact") for k in t_out.features)
     return Context(
         s_out,
         t_out,
@@ -180,7 +183,7 @@ def dry_run(student, teacher, train_set: Dataset, num_classes: int, device) -> C
         dataset_labels(train_set),
         student_head=head_of(student),
         teacher_head=head_of(teacher),
-        teacher_preact_norms=norms,
+        teacher_preact_norms=teacher.preact_norms() if preact else None,
     )
 
 

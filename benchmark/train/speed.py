@@ -24,7 +24,7 @@ from rich.table import Table
 from torch import nn
 
 from kdbench.config import RunConfig, load_preset
-from kdbench.method import Context, build_method
+from kdbench.method import build_method
 from kdbench.models import build_model
 from kdbench.registry import METHODS
 from kdbench.train.device import place, to_device
@@ -38,7 +38,7 @@ from kdbench.train.precision import (
     time_dtypes,
     verdict_from,
 )
-from kdbench.train.setup import Setup, head_of, request_preact
+from kdbench.train.setup import Setup, network_context, request_preact
 from kdbench.train.step import train_step
 from kdbench.train.teacher import CachedTeacher, LiveTeacher
 
@@ -104,23 +104,23 @@ def method_setup(name: str, teacher, batch: dict, cached: bool = False) -> Setup
         request_preact(name, student, teacher)
     with torch.no_grad():
         s_out, t_out = student.eval()(batch["image"][:2]), teacher(batch["image"][:2])
-    norms = teacher.preact_norms() if METHODS.get(name).needs_preact else None
-    ctx = Context(
-        s_out,
-        t_out,
-        2,
-        1024,
-        train_labels=torch.arange(1024) % 2,
-        student_head=head_of(student),
-        teacher_head=head_of(teacher),
-        teacher_preact_norms=norms,
-    )
+    ctx = network_context(student, teacher, s_out, t_out, 2, BenchSet(1024))
     method = build_method(name, ctx, {})
     params = list(student.train().parameters()) + list(method.parameters())
     optimizer = make_optimizer(params, RunConfig())  # the harness's optimizer
     outputs = teacher_outputs(teacher, method, batch, cached) if method.needs_teacher else None
     dtype = compute_dtype("auto", CPU)
     return Setup({}, student, teacher, outputs, method, optimizer, CPU, {}, dtype)
+
+
+class BenchSet:
+    """What a method's context reads of a training split: its size and labels."""
+
+    def __init__(self, size: int) -> None:
+        self.labels = torch.arange(size) % 2
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
 
 def teacher_outputs(teacher, method, batch: dict, cached: bool) -> LiveTeacher | CachedTeacher:
