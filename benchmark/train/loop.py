@@ -85,7 +85,8 @@ def train(cfg: RunConfig, results: Path, progress: bool = False, log=None) -> di
     started = time.time()
     seed_everything(cfg.seed)
     setup = build(cfg, results)
-    folder = checkpoint_dir(results, cfg.run_id())
+    run_id = cfg.run_id()  # hashing the resolved config: once, not every epoch
+    folder = checkpoint_dir(results, run_id)
     state = resume(folder, setup, log or say)
     spent = state["wall_time_s"]
     saved = time.monotonic()
@@ -98,7 +99,7 @@ def train(cfg: RunConfig, results: Path, progress: bool = False, log=None) -> di
             entry["test"] = evaluate(setup, "test", epoch)
         state["history"].append(entry)
         if not progress:  # logs, Slurm, CI: one line per epoch instead of a bar
-            (log or say)(epoch_line(cfg, entry, epoch))
+            (log or say)(epoch_line(run_id, cfg.train.epochs, entry, epoch))
         state["epoch"] = epoch + 1
         state["wall_time_s"] = spent + time.time() - started
         last = epoch + 1 == cfg.train.epochs
@@ -112,14 +113,14 @@ def train(cfg: RunConfig, results: Path, progress: bool = False, log=None) -> di
     return finished_record(cfg, setup, state, results)
 
 
-def epoch_line(cfg: RunConfig, entry: dict, epoch: int) -> str:
+def epoch_line(run_id: str, total: int, entry: dict, epoch: int) -> str:
     """``run <id> epoch 3/32: ce 0.512 kd 0.103 | val auc 81.20 acc 74.00 | 12.3 s``: the loss
     terms' means and the validation metrics in percent, as the report prints them."""
     terms = " ".join(f"{k} {v:.4g}" for k, v in entry["train"].items())
     metrics = [k for k in ("auc", "acc") if k in entry["val"]]
     val = " ".join(f"{k} {100 * entry['val'][k]:.2f}" for k in metrics)
-    took, total = entry.get("time_s", 0.0), cfg.train.epochs
-    return f"run {cfg.run_id()} epoch {epoch + 1}/{total}: {terms} | val {val} | {took:.1f} s"
+    took = entry.get("time_s", 0.0)
+    return f"run {run_id} epoch {epoch + 1}/{total}: {terms} | val {val} | {took:.1f} s"
 
 
 def wants_test(t, history: list[dict], entry: dict, epoch: int) -> bool:
