@@ -1,12 +1,24 @@
 """One run: build it from its config, train it (resuming), evaluate it and record it.
 
 ``run`` is the entry point; the sweep and the command line also check configs with
-``validate`` and reuse finished runs with ``trusted_result``.
+``validate`` and reuse finished runs with ``trusted_result``. The names load on first use, so
+that importing one module of the package (``kdbench.train.cost`` for ``kdbench flops``) does
+not import the whole training stack.
 """
 
-from kdbench.train.loop import run, train
-from kdbench.train.progress import show_progress
-from kdbench.train.record import trusted_result
-from kdbench.train.setup import validate
+from importlib import import_module
 
-__all__ = ["run", "show_progress", "train", "trusted_result", "validate"]
+HOME = {
+    "run": "loop",
+    "train": "loop",
+    "show_progress": "progress",
+    "trusted_result": "record",
+    "validate": "setup",
+}
+__all__ = sorted(HOME)
+
+
+def __getattr__(name: str):
+    if name not in HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{HOME[name]}"), name)
