@@ -12,7 +12,6 @@ from kdbench.console import console, print_table
 from kdbench.registry import DATASETS, METHODS, MODELS
 
 WHAT = ["methods", "models", "datasets", "presets", "features"]
-HARNESS = ("self", "ctx", "split", "num_classes")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -55,22 +54,22 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def hyper_parameters(entry) -> list[tuple[str, object, str]]:
-    """``(name, default, one-line meaning)`` of each keyword hyper-parameter: the signature's
-    defaults, the meaning from the sentence of the ``__init__`` docstring that names it."""
-    fn = entry.__init__ if inspect.isclass(entry) else entry
-    doc = " ".join((inspect.getdoc(fn) or "").split())
-    rows = []
-    for p in inspect.signature(entry).parameters.values():
-        if p.name in HARNESS or p.default is p.empty:
-            continue
-        rows.append((p.name, p.default, meaning(doc, p.name)))
-    return rows
+    """``(name, default, one-line meaning)`` of each keyword hyper-parameter: the defaults a run
+    id resolves (``identity.defaults``), the meaning from the ``__init__`` docstring sentence
+    that names it."""
+    from kdbench.identity import defaults
+
+    docs = [entry.__init__, entry] if inspect.isclass(entry) else [entry]
+    doc = " ".join(" ".join((inspect.getdoc(d) or "").split()) for d in docs)
+    return [(name, value, meaning(doc, name)) for name, value in defaults(entry).items()]
 
 
 def meaning(doc: str, name: str) -> str:
-    """The sentence of ``doc`` that first names ``name`` (as ``name``), cut to 100 characters."""
-    for sentence in re.split(r"(?<=[.;])\s+", doc):
-        if f"``{name}``" in sentence:
+    """The first sentence of ``doc`` that names ``name`` (as ``name`` or as a word), cut to
+    100 characters."""
+    sentences = re.split(r"(?<=[.;])\s+", doc)
+    for named in (lambda t: f"``{name}``" in t, lambda t: re.search(rf"\b{name}\b", t)):
+        for sentence in filter(named, sentences):
             text = sentence.replace("``", "").removeprefix("- ")
             return text if len(text) <= 100 else text[:99] + "…"
     return ""
