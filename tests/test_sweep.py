@@ -622,3 +622,38 @@ def test_a_dotted_grid_axis_can_be_overridden(tmp_path):
     loaded = load_spec(spec, overrides=["grid.train.lr=[0.5]", "grid.seed=[1, 2]"])
     assert loaded["grid"]["train.lr"] == [0.5] and "train" not in loaded["grid"]
     assert sorted(cfg.train.lr for cfg in expand(loaded).students) == [0.5, 0.5]
+
+
+@BACKENDS.register("lingering")
+class Lingering(Backend):
+    """Detached: a job writes its run's record at once, but stays RUNNING for two more looks
+    (a Slurm job still saving submitit's return value)."""
+
+    detached = True
+    looks: dict[str, int] = {}
+
+    def submit(self, todo, states):
+        jobs = [Job(s.run_id, "lingering", f"j{k}", time.time()) for k, s in enumerate(todo)]
+        for status in todo:
+            write_record(self.sweep.results, status.cfg, "done")
+        record_jobs(self.sweep.results, jobs)
+        return Submitted(jobs)
+
+    @classmethod
+    def job_states(cls, results, jobs):
+        states = {}
+        for job in jobs:
+            cls.looks[job.job_id] = cls.looks.get(job.job_id, 0) + 1
+            word = "RUNNING" if cls.looks[job.job_id] <= 2 else "COMPLETED"
+            states[job.run_id] = JobState("running" if word == "RUNNING" else "ended", word)
+        return states
+
+
+def test_wait_returns_once_the_jobs_have_left_the_scheduler_not_at_their_results(tmp_path):
+    plan = expand(load_spec(preset="smoke"))
+    sweep = Sweep("smoke", plan, tmp_path, poll_s=0.01, log=lambda line: None)
+    backend = Lingering(sweep)
+    submitted = backend.submit([s for s in run_states(plan, tmp_path)], [])
+    states = backend.wait({job.run_id for job in submitted.jobs})
+    assert counts(states)["done"] == 5
+    assert Lingering.looks == {job.job_id: 3 for job in submitted.jobs}  # the third said ended

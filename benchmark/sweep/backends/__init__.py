@@ -17,11 +17,15 @@ from typing import ClassVar
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kdbench.console import console, say
-from kdbench.sweep.journal import Job, JobState, drop_placeholder
+from kdbench.sweep.journal import Job, JobState, drop_placeholder, latest_jobs
 from kdbench.sweep.plan import Plan, describe
-from kdbench.sweep.status import UNDER_WAY, RunStatus, blocked_by, run_states
+from kdbench.sweep.status import UNDER_WAY, RunStatus, blocked_by, job_states, run_states
 
 Skipped = list[tuple[RunStatus, str]]  # students left out, each with the reason
+
+
+DRAIN_S = 120  # how long a sweep waits for jobs to leave the scheduler after their results
+ENDED = JobState("ended", "")
 
 
 @dataclass
@@ -89,9 +93,27 @@ class Backend(ABC):
                 running, queued = watched.count("running"), watched.count("queued")
                 tracker.note(f"{running} running, {queued} queued")
                 if not pending:
-                    drop_placeholder(sweep.results)
-                    return states
+                    break
                 time.sleep(sweep.poll_s)
+        self.drain(run_ids)
+        drop_placeholder(sweep.results)
+        return states
+
+    def drain(self, run_ids: set[str]) -> None:
+        """Wait (up to ``DRAIN_S``) for the jobs of runs whose result is already written to
+        leave the scheduler: a job goes on for a moment after its run's record (submitit saves
+        the return value), and a sweep that returns has no job of its own left holding a node."""
+        jobs = [job for run_id, job in latest_jobs(self.sweep.results).items() if run_id in run_ids]
+        deadline = time.monotonic() + DRAIN_S
+        while jobs:
+            live = job_states(self.sweep.results, jobs)
+            jobs = [job for job in jobs if live.get(job.run_id, ENDED).phase in UNDER_WAY]
+            if jobs and time.monotonic() > deadline:
+                ids = ", ".join(job.job_id for job in jobs)
+                self.sweep.log(f"jobs {ids} still under way {DRAIN_S:.0f} s after their results")
+                return
+            if jobs:
+                time.sleep(self.sweep.poll_s)
 
 
 def teachers_first(
