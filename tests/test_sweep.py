@@ -9,6 +9,7 @@ import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import ClassVar
 
 import cloudpickle
 import pytest
@@ -630,7 +631,7 @@ class Lingering(Backend):
     (a Slurm job still saving submitit's return value)."""
 
     detached = True
-    looks: dict[str, int] = {}
+    looks: ClassVar[dict[str, int]] = {}
 
     def submit(self, todo, states):
         jobs = [Job(s.run_id, "lingering", f"j{k}", time.time()) for k, s in enumerate(todo)]
