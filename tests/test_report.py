@@ -400,6 +400,26 @@ def test_best_student_per_column_is_bold(written):
     assert r"\textbf{80.00}" in (written[0] / "tables" / "synthff-lq.tex").read_text()
 
 
+def with_eer(run: dict, eer: float) -> dict:
+    run["best"]["test"] = run["best"]["test"] | {"eer": eer, "ap": 1 - eer}
+    return run
+
+
+def test_eer_is_bold_where_smallest_and_stays_off_the_terminal():
+    runs = [
+        with_eer(record("resnet10t", seed=0, auc=0.60), 0.40),
+        with_eer(record("resnet10t", "kd", seed=0, auc=0.70, teacher=DUAL), 0.30),
+        with_eer(record("resnet10t", "fitnets", seed=0, auc=0.65, teacher=DUAL), 0.35),
+    ]
+    report = analyse("synthff lq", runs_frame(runs), history_frame(runs), None)
+    table = dataset_table(report)
+    ap, eer = table.columns.index("AP (%)"), table.columns.index("EER (%)")
+    kd = next(i for i, cells in enumerate(table.rows) if cells[0].startswith("kd"))
+    assert (kd, eer) in table.bold and (kd, ap) in table.bold  # 30.00 is the best EER
+    assert [table.rows[i][eer] for i in range(3) if (i, eer) in table.bold] == ["30.00"]
+    assert "EER (%)" not in dataset_table(report, terminal=True).columns
+
+
 # --- references ------------------------------------------------------------------------------
 
 

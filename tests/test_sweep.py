@@ -595,6 +595,16 @@ def test_pick_chooses_on_validation_never_on_test():
     assert best.scores == [0.80, 0.78] and best.mean == pytest.approx(0.79)
 
 
+def test_pick_by_eer_chooses_the_lowest():
+    records = [
+        tuned("fitnets", {"beta": b}, 0, val=v, test=0.5) for b, v in ((1.0, 0.2), (9.0, 0.3))
+    ]
+    for r in records:
+        r["best"]["val"] = {"eer": r["best"]["val"]["auc"]}
+    chosen = [c.setting for c in pick(records, metric="eer") if c.chosen]
+    assert chosen == [{"beta": 1.0}]
+
+
 def test_pick_names_a_missing_metric():
     with pytest.raises(ConfigError, match=r"metric 'f1' is not in the validation metrics \(auc\)"):
         pick([tuned("kd", {}, 0, 0.5, 0.5)], metric="f1")

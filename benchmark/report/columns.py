@@ -12,11 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kdbench.report.labels import METRIC_LABELS, metric_label, with_variant
+from kdbench.report.labels import LOWER_IS_BETTER, metric_label, with_variant
 
 Row = Mapping[str, Any]  # one group of runs: a row of DatasetReport.groups
 NOT_CONVERGED = "†"
 STARS = ((0.01, "**"), (0.05, "*"))
+TERMINAL_METRICS = ("acc", "top5", "auc", "video_acc", "video_auc")  # what a terminal has room for
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,9 @@ class Column:
     - ``spread``: also ``<name>_std`` and ``<name>_ci95`` over the group's seeds;
     - ``fields``: its columns in the CSV (default: ``name``, and the spread's);
     - ``optional``: shown only where some group has a value; ``best``: the best student's
-      cell is bold; ``terminal``: also in the table the command line prints (which keeps to
-      the columns a terminal has room for).
+      cell is bold (the smallest value where ``lower`` is set, as for EER); ``terminal``: also
+      in the table the command line prints (which keeps to the columns a terminal has room
+      for).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Column:
     align: str = "r"
     optional: bool = False
     best: bool = False
+    lower: bool = False
     terminal: bool = True
 
     def csv_fields(self) -> tuple[str, ...]:
@@ -105,15 +108,18 @@ PARETO = [Column("pareto_gflops", None), Column("pareto_params", None)]
 
 def metric_column(metric: str, headline: bool) -> Column:
     """A test metric (%): mean ± std over seeds, the headline one with its interval; on the
-    terminal the usual metrics only (not the AUC per kind of fake)."""
+    terminal the usual metrics only (not AP, EER or the AUC per kind of fake)."""
 
     def cell(g: Row) -> str:
         text = mean_std(g[metric], g[f"{metric}_std"])
         return text + interval(g[f"{metric}_ci95"]) if headline else text
 
     header = f"{metric_label(metric)} (%)"
-    terminal = metric in METRIC_LABELS
-    return Column(metric, header, cell, group="mean", spread=True, best=True, terminal=terminal)
+    terminal = metric in TERMINAL_METRICS
+    lower = metric in LOWER_IS_BETTER
+    return Column(
+        metric, header, cell, group="mean", spread=True, best=True, lower=lower, terminal=terminal
+    )
 
 
 def gain_column(metric: str) -> Column:

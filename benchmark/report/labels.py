@@ -7,9 +7,19 @@ METRIC_LABELS = {
     "acc": "ACC",
     "top5": "top-5",
     "auc": "AUC",
+    "ap": "AP",
+    "eer": "EER",
     "video_acc": "video ACC",
     "video_auc": "video AUC",
+    "video_ap": "video AP",
+    "video_eer": "video EER",
 }
+LOWER_IS_BETTER = frozenset({"eer", "video_eer"})  # every other metric: higher is better
+
+
+def better(metric: str, value: float) -> float:
+    """``value`` of ``metric`` turned so that larger is better (EER negated)."""
+    return -value if metric in LOWER_IS_BETTER else value
 
 
 def data_label(data: dict) -> str:

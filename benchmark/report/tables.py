@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -59,7 +59,7 @@ def dataset_table(report: DatasetReport, terminal: bool = False) -> Table:
     g = report.groups
     columns = shown_columns(report, terminal)
     rows = [[column.cell(row) for column in columns] for _, row in g.iterrows()]
-    best = [j for j, column in enumerate(columns) if column.best]
+    best = {j: column.lower for j, column in enumerate(columns) if column.best}
     bold = best_cells(rows, g["role"] != "teacher", best)
     caption = TERMINAL_CAPTION if terminal else paper_caption(report)
     headers = [column.header for column in columns]
@@ -142,15 +142,16 @@ def failed_table(failed: pd.DataFrame) -> Table:
     return Table(list(failed.columns), rows, "l" * len(failed.columns))
 
 
-def best_cells(rows: list[list[str]], eligible: Iterable[bool], columns: Iterable[int]) -> set:
-    """(row, column) of the largest displayed value per column among ``eligible`` rows."""
+def best_cells(rows: list[list[str]], eligible: Iterable[bool], columns: Mapping[int, bool]) -> set:
+    """(row, column) of the largest displayed value per column among ``eligible`` rows (the
+    smallest in the columns ``columns`` maps to True)."""
     eligible = list(eligible)
     bold = set()
-    for j in columns:
+    for j, lower in columns.items():
         values = {i: leading_number(rows[i][j]) for i in range(len(rows)) if eligible[i]}
         values = {i: v for i, v in values.items() if not math.isnan(v)}
         if values:
-            top = max(values.values())
+            top = (min if lower else max)(values.values())
             bold |= {(i, j) for i, v in values.items() if v == top}
     return bold
 

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 
 from kdbench.config import ConfigError
+from kdbench.report.labels import better
 
 
 @dataclass
@@ -35,7 +36,7 @@ def pick(records: list[dict], metric: str = "auc") -> list[Candidate]:
         settings = {json_params: runs for (n, json_params), runs in groups.items() if n == name}
         varied = varying_keys([json.loads(p) for p in settings])
         own = [candidate(name, json.loads(p), varied, runs, metric) for p, runs in settings.items()]
-        max(own, key=lambda c: c.mean).chosen = True
+        max(own, key=lambda c: better(metric, c.mean)).chosen = True
         candidates += own
     return candidates
 

@@ -1,14 +1,16 @@
-"""Evaluation in one place: the student's predictions on a split, and their metrics (accuracy
-and ROC AUC, frame-level and video-level, per kind of fake)."""
+"""Evaluation in one place: the student's predictions on a split, and their metrics (accuracy,
+ROC AUC, average precision and equal error rate, frame-level and video-level, and the AUC per
+kind of fake)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from kdbench.train.device import to_device
 from kdbench.train.precision import autocast
@@ -52,9 +54,11 @@ def classification_metrics(
 ) -> dict[str, float]:
     """``probs``: [N, C] class probabilities; ``labels``: [N] ints.
 
-    Two classes (1 = fake): ``acc``, ``auc`` (of P(fake)) and, given ``videos``, the same at
-    video level (``video_acc``, ``video_auc``), each video scored by its mean P(fake) and keyed
-    by its full path, so ``Deepfakes/071_054`` and ``Face2Face/071_054`` stay distinct.
+    Two classes (1 = fake): ``acc``, ``auc``, ``ap`` (average precision, fakes positive) and
+    ``eer`` (equal error rate) of P(fake) and, given ``videos``, the same at video level
+    (``video_acc``, ``video_auc``, ``video_ap``, ``video_eer``), each video scored by its mean
+    P(fake) and keyed by its full path, so ``Deepfakes/071_054`` and ``Face2Face/071_054`` stay
+    distinct.
     Given ``kinds`` (each fake's manipulation, e.g. ``Deepfakes``), also ``auc_<kind>``: the
     AUC of the real samples against that kind's fakes alone.
     More classes: ``acc`` and ``top5``.
@@ -66,11 +70,12 @@ def classification_metrics(
         top5 = np.argsort(-probs, axis=1)[:, :5]
         out["top5"] = float(np.mean((top5 == labels[:, None]).any(1)))
         return out
-    out["auc"] = binary_auc(labels, probs[:, 1])
+    out |= ranking_metrics(labels, probs[:, 1])
     if videos is not None:
         video_labels, video_scores = per_video(labels, probs[:, 1], videos)
         out["video_acc"] = float(np.mean((video_scores >= 0.5) == video_labels))
-        out["video_auc"] = binary_auc(video_labels, video_scores)
+        video = ranking_metrics(video_labels, video_scores)
+        out |= {f"video_{name}": value for name, value in video.items()}
     if kinds is not None:
         out |= auc_per_kind(labels, probs[:, 1], np.asarray(kinds, dtype=str))
     return out
@@ -83,6 +88,32 @@ def auc_per_kind(labels: np.ndarray, scores: np.ndarray, kinds: np.ndarray) -> d
         f"auc_{kind}": binary_auc(labels[real | (kinds == kind)], scores[real | (kinds == kind)])
         for kind in sorted(set(kinds[labels == 1]))
     }
+
+
+def ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """``auc``, ``ap`` and ``eer`` of fake-scores ``scores``; NaN where one class is absent."""
+    if len(np.unique(labels)) < 2:
+        return {"auc": math.nan, "ap": math.nan, "eer": math.nan}
+    return {
+        "auc": float(roc_auc_score(labels, scores)),
+        "ap": float(average_precision_score(labels, scores)),
+        "eer": equal_error_rate(labels, scores),
+    }
+
+
+def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The error rate at the threshold where the false positive rate (reals called fake)
+    equals the false negative rate (fakes called real), on the ROC curve linearly interpolated
+    between the two thresholds around the crossing. (DeepfakeBench reports the FPR of the ROC
+    point nearest to the crossing, which differs by at most that step.)"""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    fnr = 1.0 - tpr
+    k = int(np.argmax(fnr <= fpr))  # first point at or past the crossing (fnr falls, fpr rises)
+    if k == 0:
+        return float(fpr[0])
+    gap_before, gap_after = fnr[k - 1] - fpr[k - 1], fnr[k] - fpr[k]  # > 0, <= 0
+    t = gap_before / (gap_before - gap_after)
+    return float(fpr[k - 1] + t * (fpr[k] - fpr[k - 1]))
 
 
 def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -18,6 +18,7 @@ from torch import nn
 from kdbench import __version__
 from kdbench.config import RunConfig
 from kdbench.identity import code_version
+from kdbench.report.labels import better
 from kdbench.results import git_sha, package_versions, read_result, run_path, set_aside, write_json
 from kdbench.train.checkpoint import verify
 from kdbench.train.cost import FLOP_CONVENTION, Cost, count_params, measure_cost
@@ -100,8 +101,11 @@ def best_epoch(history: list[dict], metric: str) -> dict:
 
 
 def selection_score(entry: dict, metric: str) -> float:
-    """An epoch's validation ``metric`` (accuracy where the split lacks it); NaN counts last."""
-    value = entry["val"].get(metric, entry["val"]["acc"])
+    """An epoch's validation ``metric`` (accuracy where the split lacks it), larger is better
+    (EER negated); NaN counts last."""
+    if metric not in entry["val"]:
+        metric = "acc"
+    value = better(metric, entry["val"][metric])
     return -math.inf if math.isnan(value) else value
 
 
