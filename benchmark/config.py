@@ -100,6 +100,14 @@ class TrainConfig:
     # validation metric (`select`) is the best so far, and the last, which are the only ones
     # the record can report (same result, fewer passes; the history then lacks the others).
     test_epochs: str = "all"
+    # Processes the run trains on (one per GPU; gloo processes on CPU), sharing each global
+    # batch of data.batch_size equally (torchrun, a Slurm job of that many tasks, or started by
+    # kdbench itself). In the run id: methods whose loss couples a batch's samples see each
+    # process's share only.
+    devices: int = 1
+    # With devices > 1: BatchNorm statistics over the global batch (SyncBatchNorm), so N
+    # processes train what one does; false: each process's own (faster on GPUs, another result).
+    sync_bn: bool = True
 
 
 @dataclass
@@ -155,6 +163,8 @@ NEW_KEYS = {
     "train.ema": 0.0,
     "student.pretrained": None,
     "teacher.pretrained": None,
+    "train.devices": 1,
+    "train.sync_bn": True,
 }
 
 

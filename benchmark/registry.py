@@ -160,10 +160,21 @@ def unknown_message(kind: str, name: str, choices, prefix: str = "") -> str:
     return f"unknown {kind} {prefix + name!r}{hint} (known: {shown})"
 
 
+_loaded: list[str] = []  # the plugins this process loaded, as given
+
+
+def loaded_plugins() -> list[str]:
+    """The plugins ``load_plugin`` imported in this process, in order (a process it starts
+    for the same run imports them too)."""
+    return list(_loaded)
+
+
 def load_plugin(module: str) -> None:
     """Import ``module`` so that its ``@register`` decorators run: a module name, found on
     ``sys.path`` or in the current folder (``--plugin my_methods``), or a file
     (``--plugin ./my_methods.py``)."""
+    if module not in _loaded:
+        _loaded.append(module)
     path = Path(module)
     if path.suffix == ".py" or path.parent != Path("."):
         import_file(path, module)

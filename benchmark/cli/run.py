@@ -52,6 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kdbench.sweep.plan import Plan, resolve_teacher
     from kdbench.sweep.runner import run_in_process
     from kdbench.train import run, trusted_result, validate
+    from kdbench.train.distributed import world_from_env
 
     validate(cfg)
     check_writable(args.results)
@@ -62,11 +63,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"training the teacher first: run {teacher.run_id()}")
         run_in_process([teacher], args.results, log=say)
     path = args.results / "runs" / f"{cfg.run_id()}.json"
+    main = world_from_env().main  # under torchrun, one process of the run reports
     try:
         record = run(cfg, args.results, rerun=args.rerun)
     except (ConfigError, UnknownNameError):
         raise
     except Exception as err:  # recorded (with its traceback) in the run's JSON
+        if not main:
+            return 1
         console.print(
             f"[red]run {cfg.run_id()} failed:[/red] {escape(f'{type(err).__name__}: {err}')}"
             f"\nrecord: {escape(str(path))}",
@@ -74,6 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
         return 1
+    if not main:
+        return 0
     test = record["best"]["test"]
     shown = "  ".join(f"{k}={v:.4f}" for k, v in test.items())
     console.print(f"run {record['run_id']} done: {shown}\nresult: {path}")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from submitit.helpers import Checkpointable, DelayedSubmission
+from submitit.helpers import Checkpointable, DelayedSubmission, TorchDistributedEnvironment
 
 from kdbench.config import RunConfig
 from kdbench.registry import load_plugin
@@ -52,10 +52,18 @@ class TrainJob(Checkpointable):
     ``rerun`` trains a finished run again, once: a requeued job resumes, it does not restart.
     """
 
-    def __init__(self, results: Path, plugins: list[str] = (), rerun: bool = False) -> None:
+    def __init__(
+        self,
+        results: Path,
+        plugins: list[str] = (),
+        rerun: bool = False,
+        cpus: list[int] | None = None,
+    ) -> None:
+        """``cpus``: the CPUs the job's process is pinned to (a local sweep's slot)."""
         self.results = str(Path(results).resolve())
         self.plugins = list(plugins)
         self.rerun = rerun
+        self.cpus = cpus
         self.requeues = 0
 
     def __call__(self, cfg: RunConfig) -> dict:
@@ -63,7 +71,9 @@ class TrainJob(Checkpointable):
 
         for module in self.plugins:
             load_plugin(module)
-        use_allocated_cpus()
+        if self.cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, self.cpus)  # the harness then uses one thread per CPU
+        export_slurm_world()
         log = partial(print, flush=True)  # the job's stdout: submitit's log file
         record = run(cfg, Path(self.results), progress=False, rerun=self.rerun, log=log)
         return {
@@ -79,10 +89,9 @@ class TrainJob(Checkpointable):
         return super().checkpoint(cfg)
 
 
-def use_allocated_cpus() -> None:
-    """Train on the CPUs Slurm gave this job, not on every core of the node (torch's default)."""
-    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if cpus:
-        import torch
-
-        torch.set_num_threads(int(cpus))
+def export_slurm_world() -> None:
+    """In a Slurm job of several tasks (a run with ``train.devices > 1``), the variables
+    torch.distributed's env:// rendezvous reads (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...),
+    as submitit's public helper sets them; nothing in a job of one task."""
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)

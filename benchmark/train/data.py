@@ -7,11 +7,12 @@ import os
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from kdbench.config import ConfigError, DataConfig, RunConfig
 from kdbench.dataset import SPLITS, check_dataset
 from kdbench.registry import DATASETS
+from kdbench.train.distributed import World
 from kdbench.train.subset import limit
 
 
@@ -30,18 +31,70 @@ def build_datasets(data: DataConfig) -> dict[str, Dataset]:
     return sets
 
 
-def make_loader(dataset: Dataset, cfg: RunConfig, split: str, device) -> DataLoader:
-    train = split == "train"
+def make_loader(
+    dataset: Dataset, cfg: RunConfig, split: str, device, world: World | None = None
+) -> DataLoader:
+    """The loader of ``split``. Training: the global batches of ``data.batch_size`` in the
+    ``(seed, epoch)`` order, this process's slice of each. Evaluation: this process's
+    contiguous share of the split (the processes' predictions are gathered in rank order)."""
+    world = world or World()
     workers = cfg.data.workers if cfg.data.workers is not None else default_workers(device)
-    return DataLoader(
-        dataset,
-        batch_size=cfg.data.batch_size if train else cfg.data.eval_batch_size,
-        sampler=ViewSampler(len(dataset), getattr(dataset, "num_views", None)) if train else None,
-        drop_last=train and len(dataset) > cfg.data.batch_size,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        pin_memory=device.type == "cuda",
-    )
+    common = {
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+        "pin_memory": device.type == "cuda",
+    }
+    if split != "train":
+        share = Subset(dataset, shard(len(dataset), world)) if world.size > 1 else dataset
+        return DataLoader(share, batch_size=cfg.data.eval_batch_size, **common)
+    check_batch(cfg.data.batch_size, world.size)
+    order = ViewSampler(len(dataset), getattr(dataset, "num_views", None))
+    drop_last = len(dataset) > cfg.data.batch_size
+    batches = ShardedBatches(order, cfg.data.batch_size, drop_last, world)
+    return DataLoader(dataset, batch_sampler=batches, **common)
+
+
+def check_batch(batch_size: int, processes: int) -> None:
+    if batch_size % processes:
+        raise ConfigError(
+            f"data.batch_size {batch_size} does not split evenly over train.devices "
+            f"{processes}: the global batch is shared equally (use a multiple of {processes})"
+        )
+
+
+def shard(size: int, world: World) -> range:
+    """This process's contiguous share of ``size`` items (the first ones one item larger)."""
+    base, extra = divmod(size, world.size)
+    start = world.rank * base + min(world.rank, extra)
+    return range(start, start + base + (world.rank < extra))
+
+
+class ShardedBatches(Sampler):
+    """Batches of ``batch_size`` keys from ``order`` (``drop_last``: no incomplete last
+    batch), each cut into one slice per process, this process's slice yielded: the processes
+    together see the batch one process would. ``set_epoch`` reorders, as ``ViewSampler``."""
+
+    def __init__(self, order: ViewSampler, batch_size: int, drop_last: bool, world: World):
+        self.order, self.batch_size, self.drop_last, self.world = (
+            order,
+            batch_size,
+            drop_last,
+            world,
+        )
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        self.order.set_epoch(seed, epoch)
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.order), self.batch_size)
+        return full + (rest > 0 and not self.drop_last)
+
+    def __iter__(self):
+        keys = list(self.order)
+        for k in range(len(self)):
+            batch = keys[k * self.batch_size : (k + 1) * self.batch_size]
+            part = shard(len(batch), self.world)
+            yield batch[part.start : part.stop]
 
 
 def default_workers(device: torch.device) -> int:

@@ -13,6 +13,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from kdbench.train.device import to_device
+from kdbench.train.distributed import gather
 from kdbench.train.precision import autocast
 from kdbench.train.step import DivergedError
 
@@ -23,27 +24,47 @@ if TYPE_CHECKING:
 @torch.no_grad()
 def evaluate(setup: Setup, split: str, epoch: int = 0) -> dict[str, float]:
     """Metrics of the student on ``split`` (frame- and video-level for binary tasks, and per
-    kind of fake where the dataset names them in ``kinds``)."""
-    model = setup.evaluated.eval()
-    kinds = getattr(setup.loaders[split].dataset, "kinds", None)
-    probs, labels, videos, index = [], [], [], []
-    for batch in setup.loaders[split]:
-        with autocast(setup.device, setup.dtype):
-            logits = model(to_device(batch, setup.device)["image"]).logits
-        if not torch.isfinite(logits).all():
-            raise DivergedError(
-                f"diverged at epoch {epoch + 1}: the student's outputs on {split} are not finite"
-            )
-        probs.append(logits.float().softmax(1).cpu())
-        labels.append(batch["label"])
-        videos.extend(batch.get("video", ()))  # optional: video-level metrics need it
-        index.extend(batch["index"].tolist() if kinds is not None else [])
+    kind of fake where the dataset names them in ``kinds``). Where the run's processes each
+    predict a share of the split, their predictions are gathered first, in order."""
+    dataset = setup.datasets.get(split, setup.loaders[split].dataset)
+    kinds = getattr(dataset, "kinds", None)
+    parts = gather(predict(setup, split, kinds is not None))
+    if not all(part["finite"] for part in parts):
+        raise DivergedError(
+            f"diverged at epoch {epoch + 1}: the student's outputs on {split} are not finite"
+        )
+    videos = [v for part in parts for v in part["videos"]]
+    index = [i for part in parts for i in part["index"]]
     return classification_metrics(
-        torch.cat(probs).numpy(),
-        torch.cat(labels).numpy(),
+        np.concatenate([part["probs"] for part in parts]),
+        np.concatenate([part["labels"] for part in parts]),
         videos or None,
         [kinds[i] for i in index] if kinds is not None else None,
     )
+
+
+def predict(setup: Setup, split: str, with_index: bool) -> dict:
+    """This process's predictions on (its share of) ``split``: class probabilities, labels,
+    videos, sample indices (``with_index``) and whether every output was finite."""
+    model = setup.evaluated.eval()
+    probs, labels, videos, index, finite = [], [], [], [], True
+    for batch in setup.loaders[split]:
+        with autocast(setup.device, setup.dtype):
+            logits = model(to_device(batch, setup.device)["image"]).logits
+        finite = finite and bool(torch.isfinite(logits).all())
+        probs.append(logits.float().softmax(1).cpu())
+        labels.append(batch["label"])
+        videos.extend(batch.get("video", ()))  # optional: video-level metrics need it
+        index.extend(batch["index"].tolist() if with_index else [])
+    if not probs:  # a split smaller than the run's processes: this one has no share
+        probs, labels = [torch.zeros(0, setup.method.num_classes)], [torch.zeros(0, dtype=int)]
+    return {
+        "probs": torch.cat(probs).numpy(),
+        "labels": torch.cat(labels).numpy(),
+        "videos": videos,
+        "index": index,
+        "finite": finite,
+    }
 
 
 def classification_metrics(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,21 @@ import torch
 
 from kdbench.config import RunConfig
 from kdbench.console import say
-from kdbench.results import check_writable, checkpoint_dir, run_path, write_json
+from kdbench.results import check_writable, checkpoint_dir, read_result, run_path, write_json
 from kdbench.train.checkpoint import discard_checkpoints, resume, save_checkpoint, save_weights
-from kdbench.train.device import to_device
+from kdbench.train.device import resolve_device, to_device
+from kdbench.train.distributed import (
+    World,
+    barrier,
+    broadcast,
+    check_world,
+    process_group,
+    run_device,
+    sum_values,
+    world_from_env,
+)
 from kdbench.train.evaluate import evaluate
+from kdbench.train.launch import launch
 from kdbench.train.lock import RunLock
 from kdbench.train.optim import set_lr
 from kdbench.train.progress import progress_bar, show_progress
@@ -32,6 +44,7 @@ from kdbench.train.record import (
 )
 from kdbench.train.setup import Setup, build, validate
 from kdbench.train.step import DivergedError, train_step
+from kdbench.train.threads import fit_threads
 
 
 def run(
@@ -46,48 +59,79 @@ def run(
     A finished run whose weights verify is not trained again: its record is returned (unless
     ``rerun``). One process at a time trains a run id; another waits and reuses its result.
     A run that raises is recorded with ``status: failed`` (``interrupted`` for Ctrl-C), never
-    over a finished record, then the error propagates.
+    over a finished record, then the error propagates. ``train.devices > 1``: called in each of
+    the run's processes (torchrun, Slurm tasks), or once, which starts them
+    (``kdbench.train.launch``); the main process locks, logs and writes.
     """
     log = log or say
     validate(cfg)
     cfg = cfg.resolved()
     results = Path(results)
     check_writable(results)
+    found = world_from_env()
+    if cfg.train.devices > 1 and found.size == 1:
+        return launch(run, cfg, results, progress, rerun)
+    check_world(cfg.train.devices, found)
+    fit_threads(found)
+    with process_group(found, run_device(found, resolve_device(cfg.device))):
+        return run_here(cfg, results, progress, rerun, log if found.main else quiet, found)
+
+
+def run_here(cfg: RunConfig, results: Path, progress, rerun: bool, log, found: World) -> dict:
+    """``run`` in this process, one of ``found``'s."""
     run_id = cfg.run_id()
     folder = checkpoint_dir(results, run_id)
-    with RunLock(folder / "run.lock", log=log):
-        done = trusted_result(results, run_id, log)
+    with RunLock(folder / "run.lock", log=log) if found.main else nullcontext():
+        done = broadcast(trusted_result(results, run_id, log) if found.main else None)
         if done and not rerun:
             log(f"run {run_id}: already done (result of {done.get('finished', '?')})")
             return done
-        if rerun:
+        if rerun and found.main:
             discard_checkpoints(folder)
-        return train_and_record(cfg, results, progress, log)
+        barrier()
+        return train_and_record(cfg, results, progress if found.main else False, log, found)
 
 
-def train_and_record(cfg: RunConfig, results: Path, progress: bool | None, log) -> dict:
+def train_and_record(cfg: RunConfig, results: Path, progress, log, found: World) -> dict:
     path = run_path(results, cfg.run_id())
     started = time.time()
     try:
-        record = train(cfg, results, progress=show_progress(progress), log=log)
+        record = train(cfg, results, progress=show_progress(progress), log=log, world=found)
     except KeyboardInterrupt as err:
-        record_unless_done(path, failed_record(cfg, err, started, "interrupted"), log)
+        if found.main:
+            record_unless_done(path, failed_record(cfg, err, started, "interrupted"), log)
         raise
     except Exception as err:
-        record_unless_done(path, failed_record(cfg, err, started), log)
+        if found.main:
+            record_unless_done(path, failed_record(cfg, err, started), log)
         raise
-    write_json(path, record)
+    if not found.main:
+        barrier()  # the main process writes the record
+        return read_result(results, cfg.run_id()) or {}
+    try:
+        write_json(path, record)
+    finally:
+        barrier()
     return record
 
 
-def train(cfg: RunConfig, results: Path, progress: bool = False, log=None) -> dict:
-    """The training loop proper; returns the finished run's record (not yet written)."""
+def quiet(line: str) -> None:
+    """The log of a process other than the run's main one: it says nothing."""
+
+
+def train(
+    cfg: RunConfig, results: Path, progress: bool = False, log=None, world: World | None = None
+) -> dict:
+    """The training loop proper; returns the finished run's record (not yet written; on a
+    process other than the main one, which writes nothing, an empty dict)."""
     started = time.time()
+    world = world or World()
+    log = log or say
     seed_everything(cfg.seed)
-    setup = build(cfg, results)
+    setup = build(cfg, results, world)
     run_id = cfg.run_id()  # hashing the resolved config: once, not every epoch
     folder = checkpoint_dir(results, run_id)
-    state = resume(folder, setup, log or say)
+    state = resume(folder, setup, log)
     spent = state["wall_time_s"]
     saved = time.monotonic()
     for epoch in range(state["epoch"], cfg.train.epochs):
@@ -99,13 +143,17 @@ def train(cfg: RunConfig, results: Path, progress: bool = False, log=None) -> di
             entry["test"] = evaluate(setup, "test", epoch)
         state["history"].append(entry)
         if not progress:  # logs, Slurm, CI: one line per epoch instead of a bar
-            (log or say)(epoch_line(run_id, cfg.train.epochs, entry, epoch))
+            log(epoch_line(run_id, cfg.train.epochs, entry, epoch))
         state["epoch"] = epoch + 1
         state["wall_time_s"] = spent + time.time() - started
         last = epoch + 1 == cfg.train.epochs
-        if last or time.monotonic() - saved >= cfg.train.checkpoint_every_s:
-            save_checkpoint(folder, setup, state)
+        due = last or time.monotonic() - saved >= cfg.train.checkpoint_every_s
+        if broadcast(due):  # the main process's clock decides, so all save at the same epoch
+            if world.main:
+                save_checkpoint(folder, setup, state)
             saved = time.monotonic()
+    if not world.main:
+        return {}
     save_weights(folder, setup.evaluated)
     if not cfg.train.keep_last:
         discard_checkpoints(folder)
@@ -134,26 +182,28 @@ def wants_test(t, history: list[dict], entry: dict, epoch: int) -> bool:
 
 
 def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:
-    """One pass over the training split; mean of every named loss term, timings."""
+    """One pass over the training split; mean of every named loss term (over the global
+    batches, when the run's processes share them), timings."""
     setup.student.train()
     setup.method.train()
     loader = setup.loaders["train"]
-    loader.sampler.set_epoch(seed, epoch)  # the same batches after a resume
+    loader.batch_sampler.set_epoch(seed, epoch)  # the same batches after a resume
     totals: dict[str, torch.Tensor] = {}
     stats: dict[str, torch.Tensor] = {}
     steps, wait, started = 0, 0.0, time.perf_counter()
+    share = 1.0 / setup.world.size  # this process's part of each (evenly split) batch
     with progress_bar(progress, f"epoch {epoch + 1}", len(loader)) as advance:
         tick = time.perf_counter()
         for batch in loader:
             wait += time.perf_counter() - tick
             try:
-                losses = train_step(setup, to_device(batch, setup.device))
+                losses = train_step(setup, to_device(batch, setup.device), share)
             except FloatingPointError as err:
                 raise DivergedError(
                     f"diverged at epoch {epoch + 1} step {steps + 1}: {err}"
                 ) from None
-            add_up(totals, losses)
-            add_up(stats, setup.method.step_stats())
+            add_up(totals, losses, share)
+            add_up(stats, setup.method.step_stats(), share)
             steps += 1
             advance()
             tick = time.perf_counter()
@@ -162,17 +212,20 @@ def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:
     entry = {
         "epoch": epoch + 1,
         "lr": lr,
-        "train": means(totals, steps),
+        "train": means(sum_values(totals), steps),
         "steps": steps,
         "time_s": took,
         "data_wait_s": wait,  # time the loop waited for batches (the loader's share)
     }
+    stats = sum_values(stats)
     return entry | ({"method_stats": means(stats, steps)} if stats else {})
 
 
-def add_up(totals: dict[str, torch.Tensor], values: dict[str, torch.Tensor]) -> None:
+def add_up(totals: dict[str, torch.Tensor], values: dict[str, torch.Tensor], share: float) -> None:
+    """Add ``values`` (this process's) to ``totals``, weighted by its ``share`` of the batch."""
     for name, value in values.items():
-        totals[name] = totals.get(name, 0.0) + value.detach().float()
+        value = value.detach().float()
+        totals[name] = totals.get(name, 0.0) + (value if share == 1.0 else value * share)
 
 
 def means(totals: dict[str, torch.Tensor], steps: int) -> dict[str, float]:

@@ -23,6 +23,7 @@ from kdbench.results import git_sha, package_versions, read_result, run_path, se
 from kdbench.train.checkpoint import verify
 from kdbench.train.cost import FLOP_CONVENTION, Cost, count_params, measure_cost
 from kdbench.train.precision import dtype_name
+from kdbench.train.threads import threads_record
 
 if TYPE_CHECKING:
     from kdbench.train.setup import Setup
@@ -65,7 +66,8 @@ def record_unless_done(path: Path, record: dict, log) -> None:
 
 
 def finished_record(cfg: RunConfig, setup: Setup, state: dict, results: Path) -> dict:
-    image_shape = tuple(setup.loaders["train"].dataset[0]["image"].shape)
+    datasets = setup.datasets or {s: loader.dataset for s, loader in setup.loaders.items()}
+    image_shape = tuple(datasets["train"][0]["image"].shape)
     run_id = cfg.run_id()
     history = state["history"]
     return base_record(cfg) | {
@@ -79,10 +81,12 @@ def finished_record(cfg: RunConfig, setup: Setup, state: dict, results: Path) ->
             "num_classes": setup.method.num_classes,
             "image_shape": list(image_shape),
         }
-        | {f"{s}_size": len(loader.dataset) for s, loader in setup.loaders.items()},
+        | {f"{s}_size": len(dataset) for s, dataset in datasets.items()},
         "teacher": setup.notes or None,
         "checkpoint": str(Path("checkpoints") / run_id / "model.pt"),
         "device": str(setup.device),
+        "processes": setup.world.size,  # train.devices: the processes that shared each batch
+        "cpu": threads_record(),  # intra-op threads and the CPUs (affinity) of the main one
         "precision": dtype_name(setup.dtype),  # the student's (train.precision)
         "precision_verdict": setup.verdict,  # how auto chose it: both timings
         "finished": now(),

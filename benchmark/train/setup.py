@@ -4,7 +4,7 @@ and optimiser, as one ``Setup``."""
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -18,11 +18,13 @@ from kdbench.models import build_model, model_names
 from kdbench.models.preact import PreactUnsupported, enable_preact
 from kdbench.output import Head
 from kdbench.registry import DATASETS, METHODS, MODELS, UnknownNameError, unknown_message
-from kdbench.train.data import build_datasets, dataset_labels, make_loader
+from kdbench.train.data import build_datasets, check_batch, dataset_labels, make_loader
 from kdbench.train.device import place, resolve_device
+from kdbench.train.distributed import World, broadcast, broadcast_state, main_first, run_device
 from kdbench.train.ema import WeightAverage
 from kdbench.train.optim import LR_SCHEDULES, OPTIMIZERS, make_optimizer
 from kdbench.train.precision import batch_shape, check_precision, choose_dtype
+from kdbench.train.syncbn import synchronise_batchnorm
 from kdbench.train.teacher import CachedTeacher, LiveTeacher, load_teacher, teacher_side
 
 TEST_EPOCHS = ("all", "best")
@@ -46,6 +48,12 @@ class Setup:
     dtype: torch.dtype = torch.float32  # the student's autocast dtype (``train.precision``)
     verdict: dict | None = None  # how ``train.precision: auto`` chose ``dtype`` (measured)
     average: WeightAverage | None = None  # ``train.ema``: the weights evaluated and saved
+    datasets: dict[str, Dataset] = field(default_factory=dict)  # whole splits (loaders: shares)
+    world: World = field(default_factory=World)  # this process among the run's (train.devices)
+
+    def optimizer_params(self) -> list[nn.Parameter]:
+        """What the optimiser trains: the student's parameters and the method's."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     @property
     def evaluated(self) -> nn.Module:
@@ -87,6 +95,9 @@ def validate(cfg: RunConfig) -> None:
         )
     if cfg.train.optimizer not in OPTIMIZERS:
         raise ConfigError(unknown_message("optimizer", cfg.train.optimizer, OPTIMIZERS))
+    if cfg.train.devices < 1:
+        raise ConfigError(f"train.devices: expected at least 1, got {cfg.train.devices}")
+    check_batch(cfg.data.batch_size, cfg.train.devices)
     if cfg.train.epochs < 1:
         raise ConfigError(f"train.epochs: expected at least 1, got {cfg.train.epochs}")
     if not cfg.train.lr > 0:
@@ -111,10 +122,14 @@ def check_types(owner: str, fn, values: dict) -> None:
             coerce(hints[key], value, f"{owner}.{key}")
 
 
-def build(cfg: RunConfig, results: Path) -> Setup:
-    device = resolve_device(cfg.device)
-    datasets = build_datasets(cfg.data)
-    loaders = {s: make_loader(d, cfg, s, device) for s, d in datasets.items()}
+def build(cfg: RunConfig, results: Path, world: World | None = None) -> Setup:
+    """Everything ``cfg`` trains with, on this process of ``world`` (one by default): the main
+    process prepares the data and the teacher cache first, the others then read them."""
+    world = world or World()
+    device = run_device(world, resolve_device(cfg.device))
+    with main_first():
+        datasets = build_datasets(cfg.data)
+    loaders = {s: make_loader(d, cfg, s, device, world) for s, d in datasets.items()}
     num_classes = datasets["train"].num_classes
     check_image_size(cfg, datasets["train"])
     student = build_model(
@@ -134,12 +149,17 @@ def build(cfg: RunConfig, results: Path) -> Setup:
     ctx = dry_run(student, teacher, datasets["train"], num_classes, device)
     ctx = replace(ctx, total_epochs=cfg.train.epochs, steps_per_epoch=len(loaders["train"]))
     method = build_method(cfg.method.name, ctx, cfg.method.params).to(device)
+    if world.size > 1:
+        student, method = share_networks(cfg, student, method, device)
     params = list(student.parameters()) + list(method.parameters())
-    outputs, notes = teacher_side(cfg, teacher, weights, method, datasets["train"], device)
+    with main_first():
+        outputs, notes = teacher_side(cfg, teacher, weights, method, datasets["train"], device)
     optimizer = make_optimizer(params, cfg)
-    shape = batch_shape(datasets["train"], cfg.data.batch_size)
-    dtype, verdict = choose_dtype(
-        cfg.train.precision, "train.precision", student, cfg.student, shape, device, True
+    shape = batch_shape(datasets["train"], cfg.data.batch_size // world.size)
+    dtype, verdict = broadcast(
+        choose_dtype(
+            cfg.train.precision, "train.precision", student, cfg.student, shape, device, True
+        )
     )
     average = WeightAverage(student, cfg.train.ema) if cfg.train.ema else None
     return Setup(
@@ -154,7 +174,20 @@ def build(cfg: RunConfig, results: Path) -> Setup:
         dtype,
         verdict,
         average,
+        datasets,
+        world,
     )
+
+
+def share_networks(cfg: RunConfig, student: nn.Module, method: Method, device) -> tuple:
+    """The student and the method's modules as every process of the run must hold them: the
+    main process's weights, and BatchNorm over the global batch (``train.sync_bn``)."""
+    if cfg.train.sync_bn:
+        student = synchronise_batchnorm(student, device)
+        method = synchronise_batchnorm(method, device)
+    broadcast_state(student)
+    broadcast_state(method)
+    return student, method
 
 
 def dry_run(student, teacher, train_set: Dataset, num_classes: int, device) -> Context:

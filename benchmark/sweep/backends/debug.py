@@ -7,7 +7,7 @@ from functools import partial
 
 from kdbench.registry import BACKENDS
 from kdbench.sweep.backends import Backend, Submitted, Tracker, teachers_first
-from kdbench.sweep.runner import run_in_process, use_allocated_cpus
+from kdbench.sweep.runner import run_in_process
 from kdbench.sweep.status import RunStatus, classify
 
 
@@ -18,7 +18,6 @@ class Debug(Backend):
     help = "in this process"
 
     def submit(self, todo: list[RunStatus], states: list[RunStatus]) -> Submitted:
-        use_allocated_cpus()
         with self.sweep.tracker(len(todo)) as tracker:
             skipped = teachers_first(todo, states, partial(self.run, tracker=tracker))
         return Submitted(skipped=skipped)

@@ -22,6 +22,7 @@ from kdbench.sweep.journal import (
 )
 from kdbench.sweep.runner import TrainJob
 from kdbench.sweep.status import RunStatus, classify
+from kdbench.train.threads import allowed_cpus, cpu_share
 
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default is 2 min; a local run has no limit
 
@@ -50,10 +51,21 @@ class LocalPool:
         import torch
 
         self.results, self.tracker = sweep.results, tracker
-        self.train = TrainJob(sweep.results, sweep.plugins, sweep.rerun)
         gpus = torch.cuda.device_count()
-        slots = [k % gpus if gpus else None for k in range(sweep.parallel or gpus or 1)]
-        self.executors = [self.executor(gpu) for gpu in slots]
+        count = sweep.parallel or gpus or 1
+        if not gpus:
+            count = cpu_slots(count, sweep.log)
+        self.slots = [
+            (self.executor(k % gpus if gpus else None), self.job(sweep, k, count, gpus))
+            for k in range(count)
+        ]
+
+    @staticmethod
+    def job(sweep: Sweep, slot: int, count: int, gpus: int) -> TrainJob:
+        """The slot's callable; on CPU pinned to the slot's own share of the CPUs, so runs side
+        by side never fight over cores."""
+        cpus = None if gpus else cpu_share(allowed_cpus(), slot, count)
+        return TrainJob(sweep.results, sweep.plugins, sweep.rerun, cpus)
 
     def executor(self, gpu: int | None) -> submitit.LocalExecutor:
         executor = submitit.LocalExecutor(jobs_folder(self.results) / "%j")
@@ -68,9 +80,9 @@ class LocalPool:
         pending, running, finished = list(todo), {}, []
         try:
             while pending or running:
-                for slot, executor in enumerate(self.executors):
+                for slot, (executor, train) in enumerate(self.slots):
                     if slot not in running and pending:
-                        running[slot] = self.start(executor, pending.pop(0))
+                        running[slot] = self.start(executor, train, pending.pop(0))
                 for slot, (status, job) in list(running.items()):
                     if job.done():
                         del running[slot]
@@ -90,8 +102,8 @@ class LocalPool:
         cancelled = [Job(s.run_id, "local", job.job_id, time.time(), True) for s, job in running]
         record_jobs(self.results, cancelled)
 
-    def start(self, executor: submitit.LocalExecutor, status: RunStatus) -> tuple:
-        job = executor.submit(self.train, status.cfg)
+    def start(self, executor: submitit.LocalExecutor, train: TrainJob, status: RunStatus) -> tuple:
+        job = executor.submit(train, status.cfg)
         record_jobs(self.results, [Job(status.run_id, "local", job.job_id, time.time())])
         return status, job
 
@@ -100,6 +112,15 @@ class LocalPool:
         record = read_result(self.results, status.run_id)
         journal = Job(status.run_id, "local", job.job_id, time.time())
         return classify(status, record, journal, JobState("ended", job.state), self.results)
+
+
+def cpu_slots(parallel: int, log) -> int:
+    """Runs at once on a machine without GPUs: at most one per CPU this process may use."""
+    cpus = len(allowed_cpus())
+    if parallel > cpus:
+        log(f"--parallel {parallel}: this machine gives {cpus} CPUs, so {cpus} runs at a time")
+        return cpus
+    return parallel
 
 
 def local_state(results: Path, job: Job) -> JobState:
