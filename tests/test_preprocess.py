@@ -173,6 +173,19 @@ def test_a_failing_detector_plugin_fails_its_videos_not_the_run(tmp_path, monkey
     assert summary.rows == 0
 
 
+def test_a_detector_that_cannot_be_built_is_one_error_before_any_video(tmp_path, monkeypatch):
+    def unbuildable():
+        raise RuntimeError("no model file")
+
+    monkeypatch.setitem(DETECTORS._entries, "unbuildable", unbuildable)
+    monkeypatch.setattr(preprocess, "_detectors", {})
+    videos = {"v": clip(tmp_path / "v.mp4")}
+    settings = CropSettings(detector="unbuildable")
+    with pytest.raises(ConfigError, match="detector 'unbuildable' cannot be built: RuntimeError"):
+        prepare(jobs_for(tmp_path, videos), tmp_path / "o", "d", settings, 1)
+    assert not (tmp_path / "o").exists()
+
+
 def test_unknown_detector_and_bad_settings_are_clear_errors(tmp_path):
     with pytest.raises(UnknownNameError, match="unknown detector 'har'; did you mean 'haar'"):
         prepare([], tmp_path, "d", CropSettings(detector="har"))
