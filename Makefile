@@ -3,7 +3,9 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slurm lint bench clean
+ALIGN := $(VENV)/.align-stamp
+
+.PHONY: install install-align demo test test-slurm lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,6 +15,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# the optional extra for `--detector dlib` (a 100 MB sdist of landmark models; CI installs it)
+$(ALIGN): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,align]"
+	$(PY) -c "import dlib; from kdbench.datasets.detectors import DlibDetector; DlibDetector()"
+	touch $(ALIGN)
+
+install-align: $(ALIGN)
 
 demo: $(STAMP)
 	$(VENV)/bin/kdbench demo

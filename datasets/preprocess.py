@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import track
 
 from kdbench.config import ConfigError
+from kdbench.datasets.faces import crop_frame
 from kdbench.datasets.manifest import (
     MANIFEST,
     MARKER,
@@ -45,7 +46,8 @@ class CropSettings:
     frames: int = 32  # frames sampled uniformly per video (all of them when it has fewer)
     size: int = 256  # side of the square PNG crops
     scale: float = 1.3  # the face box is enlarged to a square this many times its longer side
-    detector: str = "haar"  # a name in DETECTORS
+    # (aligned crops: the face template shrunk by it, so the face plus its margin fills a crop)
+    detector: str = "haar"  # a name in DETECTORS; one that gives keypoints aligns the crops
     detect_side: int = 640  # frames are shrunk to this longer side before detection
 
     def __post_init__(self) -> None:
@@ -109,6 +111,8 @@ def prepare(
     check_unique(jobs)
     detector_module = DETECTORS.get(settings.detector).__module__
     todo = [job for job in jobs if not is_prepared(folder / job.video, settings)]
+    if todo:
+        check_detector(settings.detector)
     summary = Summary(folder, videos=len(jobs), skipped=len(jobs) - len(todo))
     workers = min(workers or available_cpus(), max(len(todo), 1))
     results = crop_all(todo, folder, settings, workers, detector_module)
@@ -137,6 +141,19 @@ def check_unique(jobs: Sequence[VideoJob]) -> None:
                 f"two videos map to {job.video!r}: {seen[job.video]} and {job.source}"
             )
         seen[job.video] = job.source
+
+
+def check_detector(name: str) -> None:
+    """Build the detector here once, so a missing extra or model is one error, not one per
+    video."""
+    try:
+        detector_for(name)
+    except ConfigError:
+        raise
+    except Exception as err:
+        raise ConfigError(
+            f"detector {name!r} cannot be built: {type(err).__name__}: {err}"
+        ) from err
 
 
 def available_cpus() -> int:
@@ -196,9 +213,9 @@ def crop_video(job: VideoJob, folder: Path, settings: CropSettings) -> VideoResu
         detect = detector_for(settings.detector)
         crops, records = [], []
         for index, frame in read_frames(job.source, settings.frames):
-            box, found = face_box(frame, detect, settings)
-            crops.append(crop(frame, box, settings.size))
-            records.append({"frame": index, "box": box, "face": found})
+            image, record = crop_frame(frame, detect, settings)
+            crops.append(image)
+            records.append({"frame": index, **record})
         write_video(folder / job.video, crops, records, settings)
     except Exception as err:  # a bad video (or detector plug-in) must not stop the others
         reason = str(err) if isinstance(err, VideoError) else f"{type(err).__name__}: {err}"
@@ -235,41 +252,6 @@ def sample_indices(total: int, count: int) -> list[int]:
     """The middle frame of each of ``count`` equal segments of ``total`` frames."""
     count = min(count, total)
     return [int((i + 0.5) * total / count) for i in range(count)]
-
-
-def face_box(
-    frame: np.ndarray, detect, settings: CropSettings
-) -> tuple[tuple[int, int, int, int], bool]:
-    """The crop box ``(x0, y0, x1, y1)`` around the largest face, and whether one was found;
-    without a face, the largest centred square."""
-    height, width = frame.shape[:2]
-    shrink = min(1.0, settings.detect_side / max(height, width))
-    small = frame
-    if shrink < 1:
-        small = cv2.resize(frame, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
-    faces = np.asarray(detect(small)).reshape(-1, 4)
-    if len(faces) == 0:
-        return square_box(width / 2, height / 2, min(width, height), width, height), False
-    x, y, w, h = faces[np.argmax(faces[:, 2] * faces[:, 3])] / shrink
-    side = settings.scale * max(w, h)
-    return square_box(x + w / 2, y + h / 2, side, width, height), True
-
-
-def square_box(
-    cx: float, cy: float, side: float, width: int, height: int
-) -> tuple[int, int, int, int]:
-    """A square of ``side`` centred on ``(cx, cy)``, shrunk to fit and shifted into the frame."""
-    side = max(1, min(round(side), width, height))
-    x0 = min(max(round(cx - side / 2), 0), width - side)
-    y0 = min(max(round(cy - side / 2), 0), height - side)
-    return x0, y0, x0 + side, y0 + side
-
-
-def crop(frame: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-    x0, y0, x1, y1 = box
-    patch = frame[y0:y1, x0:x1]
-    interpolation = cv2.INTER_AREA if x1 - x0 > size else cv2.INTER_CUBIC
-    return cv2.resize(patch, (size, size), interpolation=interpolation)
 
 
 def write_video(

@@ -9,16 +9,15 @@ from video_trees import clip, junk
 from kdbench.config import ConfigError
 from kdbench.datasets import preprocess
 from kdbench.datasets.detectors import HaarDetector
+from kdbench.datasets.faces import crop_frame, square_box
 from kdbench.datasets.manifest import read_manifest
 from kdbench.datasets.preprocess import (
     CropSettings,
     VideoError,
     VideoJob,
-    face_box,
     prepare,
     read_frames,
     sample_indices,
-    square_box,
 )
 from kdbench.datasets.synthff import SynthFFSpec, generate
 from kdbench.registry import DETECTORS, UnknownNameError
@@ -52,17 +51,18 @@ def test_face_box_takes_the_largest_face_found_on_a_shrunk_frame():
         seen.append(image.shape)
         return np.array([[10, 10, 20, 20], [100, 50, 40, 40]])
 
-    box, found = face_box(frame, detect, CropSettings(detect_side=640))
+    image, record = crop_frame(frame, detect, CropSettings(size=32, detect_side=640))
     assert seen == [(360, 640, 3)]
     # largest face (100, 50, 40, 40) at half scale -> (200, 100, 80, 80) in the frame;
     # centre (240, 140), side 1.3 * 80 = 104
-    assert (box, found) == ((188, 88, 292, 192), True)
+    assert record == {"box": (188, 88, 292, 192), "face": True}
+    assert image.shape == (32, 32, 3)
 
 
 def test_without_a_face_the_box_is_the_centred_square():
     frame = np.zeros((60, 100, 3), np.uint8)
-    box, found = face_box(frame, lambda image: np.zeros((0, 4)), CropSettings())
-    assert (box, found) == ((20, 0, 80, 60), False)
+    _, record = crop_frame(frame, lambda image: np.zeros((0, 4)), CropSettings())
+    assert record == {"box": (20, 0, 80, 60), "face": False}
 
 
 def test_read_frames_decodes_the_sampled_frames(tmp_path):
@@ -171,6 +171,19 @@ def test_a_failing_detector_plugin_fails_its_videos_not_the_run(tmp_path, monkey
     )
     assert summary.failed == [("v", "RuntimeError: model weights missing")]
     assert summary.rows == 0
+
+
+def test_a_detector_that_cannot_be_built_is_one_error_before_any_video(tmp_path, monkeypatch):
+    def unbuildable():
+        raise RuntimeError("no model file")
+
+    monkeypatch.setitem(DETECTORS._entries, "unbuildable", unbuildable)
+    monkeypatch.setattr(preprocess, "_detectors", {})
+    videos = {"v": clip(tmp_path / "v.mp4")}
+    settings = CropSettings(detector="unbuildable")
+    with pytest.raises(ConfigError, match="detector 'unbuildable' cannot be built: RuntimeError"):
+        prepare(jobs_for(tmp_path, videos), tmp_path / "o", "d", settings, 1)
+    assert not (tmp_path / "o").exists()
 
 
 def test_unknown_detector_and_bad_settings_are_clear_errors(tmp_path):

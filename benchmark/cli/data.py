@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     prep = actions.add_parser(
         "prepare",
         help="videos -> face-crop PNGs and a manifest (resumable)",
-        description="Sample frames from every video, crop the largest face, write "
+        description="Sample frames from every video, crop the largest face (aligned on its "
+        "landmarks with --detector dlib), write "
         "<out>/<dataset>/<video>/<frame>.png and <out>/<dataset>/manifest.csv.",
     )
     prep.add_argument("dataset", choices=PREPARABLE)
@@ -29,8 +30,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("--out", type=Path, required=True, help="where crops and manifest go")
     prep.add_argument("--frames", type=int, default=32, help="frames per video (default 32)")
     prep.add_argument("--size", type=int, default=256, help="crop side in pixels (default 256)")
-    prep.add_argument("--scale", type=float, default=1.3, help="face box enlargement (1.3)")
-    prep.add_argument("--detector", default="haar", help="a registered face detector (haar)")
+    prep.add_argument(
+        "--scale", type=float, default=1.3, help="face box enlargement, or aligned margin (1.3)"
+    )
+    prep.add_argument(
+        "--detector",
+        default="haar",
+        help="a registered face detector: haar (default, box crops) or dlib (crops aligned on "
+        "landmarks; needs pip install 'kdbench[align]')",
+    )
     prep.add_argument("--workers", type=int, help="processes (default: one per CPU core)")
     ff = prep.add_argument_group("ff++ only")
     ff.add_argument("--compression", nargs="+", help="e.g. c23 c40 (default: all found)")
