@@ -4,11 +4,11 @@ in order; started by kdbench itself and by ``torchrun``, it trains what one proc
 the same global batch, resumes after a kill, and fails cleanly.
 
 The tolerance: these runs use SGD at a small learning rate. Floating-point sums in a different
-order (two processes, not one) differ in the last bits; AdamW's first steps are nearly
-``lr · sign(gradient)`` and resnet10t's BatchNorm on 8-sample slices amplifies such bits, so
-under AdamW a 1e-7 relative perturbation of the initial weights of ONE process moves the
-weights after 7 steps by as much as two processes do (measured, see the README). Under SGD at
-lr 0.002 two processes reproduce one: the test metrics equal, the loss means within 1e-4.
+order (two processes, not one) differ in the last bits, and resnet10t's BatchNorm on 8-sample
+slices makes such bits grow: with SGD at lr 0.01 a 1e-7 relative perturbation of the initial
+weights of ONE process moves the weights after 7 steps about as far as two processes do, and
+AdamW (nearly ``lr · sign(gradient)`` at first) faster (measured, see the README). At lr 0.002
+two processes reproduce one: the test metrics equal, the loss means within 1e-4.
 """
 
 from __future__ import annotations

@@ -263,3 +263,42 @@ def test_scheduler_overhead_per_run(sweep):
               f"  {overhead:>8.1f}")  # fmt: skip
     teacher = rows[0]
     assert teacher["queued_s"] <= 10  # an idle cluster starts the first job at once
+
+
+DDP_SPEC = """\
+name: ddp
+base:
+  student: {name: resnet10t}
+  data: {name: synthff, params: {videos: 80}, batch_size: 16}
+  train: {epochs: 2, optimizer: sgd, lr: 0.002, precision: fp32}
+grid:
+  method: [vanilla]
+  train.devices: [1, 2]
+"""
+
+
+def test_a_two_process_run_is_one_job_of_two_tasks_and_trains_what_one_does(tmp_path):
+    """``train.devices: 2`` through Slurm: one job of 2 tasks (``--ntasks-per-node 2``), whose
+    processes meet through submitit's ``TorchDistributedEnvironment`` (gloo), against the same
+    run on 1 process in the same sweep; the tolerance is test_distributed's."""
+    profile = tmp_path / "ddp-profile.yaml"
+    profile.write_text(PROFILE.read_text().replace("mem: 1G", "mem: 4G"))  # 2 processes
+    (tmp_path / "ddp.yaml").write_text(DDP_SPEC)
+    results = tmp_path / "results"
+    done = kdbench("sweep", "run", tmp_path / "ddp.yaml", "--executor", "slurm",
+                   "--profile", profile, "--wait", "--poll", "1", "--results", results)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = {r["config"]["train"]["devices"]: r for r in load_results(results)}
+    one, two = records[1], records[2]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    for a, b in zip(one["history"], two["history"], strict=True):
+        assert b["train"]["ce"] == pytest.approx(a["train"]["ce"], rel=1e-4)
+    for name, value in one["best"]["test"].items():
+        assert two["best"]["test"][name] == pytest.approx(value, abs=1e-6), name
+    jobs = first_jobs(results)
+    steps = subprocess.run(
+        ["sacct", "--parsable2", "--noheader", "--format=JobID,NTasks",
+         f"--jobs={jobs[two['run_id']].split('_')[0]}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert any(line.endswith("|2") for line in steps.splitlines()), steps  # the srun step: 2

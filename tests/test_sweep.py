@@ -349,6 +349,33 @@ def test_slurm_gets_a_teacher_array_then_students_that_wait_for_their_teacher(tm
     assert {r: j.job_id for r, j in latest_jobs(results).items()} == job_of
 
 
+def test_a_run_of_two_processes_is_one_job_of_two_tasks(tmp_path, fake_slurm):
+    """``train.devices: 2`` students go in their own array, each job 2 tasks on 1 node (srun
+    starts the run's two processes); the 1-process runs keep 1 task."""
+    spec = {"base": BASE, "grid": {"method": ["vanilla"], "train.devices": [1, 2]}}
+    plan, results = expand(spec), tmp_path / "results"
+    states = run_states(plan, results)
+    slurm(plan, results).submit(to_submit(states), states)
+    one, two = sbatch_lines(fake_slurm, 1), sbatch_lines(fake_slurm, 2)
+    assert "#SBATCH --ntasks-per-node=1" in one and "#SBATCH --ntasks-per-node=2" in two
+    assert "#SBATCH --nodes=1" in two
+    assert not (fake_slurm / "sbatch-3.sh").exists()
+
+
+def test_a_run_that_does_not_split_over_the_nodes_queues_nothing(tmp_path, fake_slurm):
+    profile = tmp_path / "two-nodes.yaml"
+    profile.write_text("partition: debug\nnodes: 2\n")
+    spec = {"base": BASE, "grid": {"method": ["vanilla"], "train.devices": [3]}}
+    plan, results = expand(spec), tmp_path / "results"
+    states = run_states(plan, results)
+    backend = Slurm(Sweep("t", plan, results, profile=profile))
+    with pytest.raises(
+        ConfigError, match=r"train\.devices 3 does not split over the profile's nodes 2"
+    ):
+        backend.submit(to_submit(states), states)
+    assert not list(fake_slurm.glob("sbatch-*.sh"))
+
+
 def test_students_of_a_failed_teacher_are_left_out_with_the_reason(tmp_path, fake_slurm):
     plan, results = two_teacher_plan(), tmp_path / "results"
     hq, lq = plan.teachers

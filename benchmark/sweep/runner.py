@@ -94,4 +94,7 @@ def export_slurm_world() -> None:
     torch.distributed's env:// rendezvous reads (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...),
     as submitit's public helper sets them; nothing in a job of one task."""
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        world = TorchDistributedEnvironment()
+        if int(os.environ.get("SLURM_NNODES", "1")) == 1:  # all tasks here: no name to resolve
+            world.master_addr = "127.0.0.1"
+        world.export(set_cuda_visible_devices=False, overwrite=True)

@@ -46,6 +46,9 @@ class SlurmProfile:
     qos: str | None = None
     constraint: str | None = None
     gpus_per_node: int | None = None  # per run: 1 gives every run its own GPU
+    # A run of train.devices = N processes is one job of N tasks over `nodes` nodes
+    # (N / nodes tasks per node, each with its GPU when gpus_per_node is set: N / nodes then).
+    nodes: int = 1
     cpus_per_task: int = 2
     mem: str = "8G"
     time: int = 60  # minutes; a run that needs longer is requeued and resumes
@@ -57,14 +60,29 @@ class SlurmProfile:
     python: str | None = None  # how a node starts Python (default: this interpreter)
 
     def parameters(self) -> dict:
-        """Keyword arguments for ``submitit.SlurmExecutor.update_parameters``."""
-        own = {"requeues", "python", "sbatch"}
+        """Keyword arguments for ``submitit.SlurmExecutor.update_parameters`` (a run of one
+        process; ``for_devices`` then sizes a job for N)."""
+        own = {"requeues", "python", "sbatch", "nodes"}
         params = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in own}
         params = {key: value for key, value in params.items() if value not in (None, [])}
         # --requeue: a job whose node fails comes back too; a student whose teacher failed is
         # cancelled instead of pending forever
         fixed = {"requeue": True, "kill-on-invalid-dep": "yes"}
         return params | {"additional_parameters": fixed | self.sbatch}
+
+    def for_devices(self, devices: int) -> dict:
+        """The job shape of a run of ``devices`` processes: nodes, tasks per node and, with
+        GPUs, one per task."""
+        if devices % self.nodes:
+            raise ConfigError(
+                f"train.devices {devices} does not split over the profile's nodes {self.nodes}: "
+                "each node runs the same number of the run's processes"
+            )
+        per_node = devices // self.nodes
+        shape = {"nodes": self.nodes, "ntasks_per_node": per_node}
+        if self.gpus_per_node:
+            shape["gpus_per_node"] = max(self.gpus_per_node, per_node)
+        return shape
 
 
 def load_profile(path: str | Path) -> SlurmProfile:
@@ -103,7 +121,9 @@ class Slurm(Backend):
         )  # fmt: skip
         executor.update_parameters(job_name=f"kdbench-{sweep.name}", **profile.parameters())
         train = TrainJob(sweep.results, sweep.plugins, sweep.rerun)
-        submit = partial(submit_array, executor, train, sweep.results)
+        for status in todo:  # a run that cannot be shaped fails the sweep before any job
+            profile.for_devices(status.cfg.train.devices)
+        submit = partial(submit_array, executor, train, sweep.results, profile)
         by_id = {s.run_id: s for s in states}
         jobs = submit([s for s in todo if s.role == "teacher"], after=None)
         job_of = {job.run_id: job.job_id for job in jobs}
@@ -141,12 +161,30 @@ def submit_array(
     executor: submitit.SlurmExecutor,
     train: TrainJob,
     results: Path,
+    profile: SlurmProfile,
+    runs: list[RunStatus],
+    after: str | None,
+) -> list[Job]:
+    """``runs`` as arrays (one per number of processes a run has, ``train.devices``), to
+    start once job ``after`` succeeded; journaled."""
+    by_devices: dict[int, list[RunStatus]] = defaultdict(list)
+    for status in runs:
+        by_devices[status.cfg.train.devices].append(status)
+    jobs = []
+    for devices, group in sorted(by_devices.items()):
+        executor.update_parameters(**profile.for_devices(devices))
+        jobs += submit_one_array(executor, train, results, group, after)
+    return jobs
+
+
+def submit_one_array(
+    executor: submitit.SlurmExecutor,
+    train: TrainJob,
+    results: Path,
     runs: list[RunStatus],
     after: str | None,
 ) -> list[Job]:
     """One ``map_array`` of ``runs``, to start once job ``after`` succeeded; journaled."""
-    if not runs:
-        return []
     executor.update_parameters(dependency=f"afterok:{after}" if after else None)
     try:
         submitted = executor.map_array(train, [s.cfg for s in runs])
