@@ -3,12 +3,12 @@ equal slices, BatchNorm over the global batch, gradients summed by share, predic
 in order; started by kdbench itself and by ``torchrun``, it trains what one process trains at
 the same global batch, resumes after a kill, and fails cleanly.
 
-The tolerance: these runs use SGD at a small learning rate. Floating-point sums in a different
-order (two processes, not one) differ in the last bits, and resnet10t's BatchNorm on 8-sample
-slices makes such bits grow: with SGD at lr 0.01 a 1e-7 relative perturbation of the initial
-weights of ONE process moves the weights after 7 steps about as far as two processes do, and
-AdamW (nearly ``lr · sign(gradient)`` at first) faster (measured, see the README). At lr 0.002
-two processes reproduce one: the test metrics equal, the loss means within 1e-4.
+The tolerance: these runs use SGD at a small learning rate. Two processes compute one's
+gradient exactly in fp64 (1.7e-13), but in fp32 their sums run in another order, and
+resnet10t's BatchNorm makes the last bits matter: the two fp32 gradients differ as much as one
+process's fp32 gradient differs from its fp64 one (``tests/benchmarks/ddp_noise_floor.py``,
+README), and training makes that grow (AdamW's first steps are nearly ``lr · sign(g)``). At
+lr 0.002 two processes reproduce one: the test metrics equal, the loss means within 1e-4.
 """
 
 from __future__ import annotations

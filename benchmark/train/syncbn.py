@@ -53,7 +53,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         if not (self.training and torch.distributed.is_initialized()):
             return super().forward(x)
         dims, shape = [0, *range(2, x.dim())], [1, -1] + [1] * (x.dim() - 2)
-        x32 = x.float()  # statistics in fp32 under bf16 autocast too
+        x32 = x if x.dtype in (torch.float32, torch.float64) else x.float()  # bf16 autocast
         count = all_reduce(torch.tensor([x.numel() / x.shape[1]], device=x.device))
         mean = all_reduce(x32.sum(dims)) / count
         centred = x32 - mean.view(shape)
