@@ -180,8 +180,7 @@ def reduce_gradients(params: Iterable[torch.nn.Parameter], share: float) -> None
     device = params[0].device
     has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
     flat = [has] + [
-        (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) * share
-        for p in params
+        (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) * share for p in params
     ]
     buffer = torch.cat([t.to(device) for t in flat])
     dist.all_reduce(buffer)
