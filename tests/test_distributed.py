@@ -94,6 +94,8 @@ def test_the_slices_of_each_batch_make_up_the_one_process_batch(size, batch, pro
         assert all(len(s) == len(whole) == len(single) for s in sliced)  # all take every step
         for k, keys in enumerate(whole):
             assert [key for s in sliced for key in s[k]] == keys
+            shares = [p.share(k, len(s[k])) for p, s in zip(parts, sliced, strict=True)]
+            assert sum(shares) == pytest.approx(1.0) and single.share(k, len(keys)) == 1.0
     order = ViewSampler(size, 4)  # one process: torch's own batching of the same order
     order.set_epoch(7, 3)
     reference = list(torch.utils.data.BatchSampler(order, batch, drop_last))

@@ -89,6 +89,12 @@ class ShardedBatches(Sampler):
         full, rest = divmod(len(self.order), self.batch_size)
         return full + (rest > 0 and not self.drop_last)
 
+    def share(self, step: int, size: int) -> float:
+        """The fraction of batch ``step`` that this process's slice of ``size`` keys is (1/N
+        for every full batch cut N ways; the last, smaller one may cut unevenly)."""
+        whole = min(self.batch_size, len(self.order) - step * self.batch_size)
+        return size / whole
+
     def __iter__(self):
         keys = list(self.order)
         for k in range(len(self)):

@@ -191,11 +191,11 @@ def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:
     totals: dict[str, torch.Tensor] = {}
     stats: dict[str, torch.Tensor] = {}
     steps, wait, started = 0, 0.0, time.perf_counter()
-    share = 1.0 / setup.world.size  # this process's part of each (evenly split) batch
     with progress_bar(progress, f"epoch {epoch + 1}", len(loader)) as advance:
         tick = time.perf_counter()
         for batch in loader:
             wait += time.perf_counter() - tick
+            share = loader.batch_sampler.share(steps, len(batch["label"]))  # 1 in one process
             try:
                 losses = train_step(setup, to_device(batch, setup.device), share)
             except FloatingPointError as err:
