@@ -59,6 +59,15 @@ def test_list_methods_shows_every_method_with_a_description(capsys):
     assert "Hinton" in out
 
 
+def test_list_shows_the_detectors_and_backends_one_sentence_each(capsys):
+    assert main(["list", "detectors"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "haar │ OpenCV's Viola-Jones frontal-face cascade" in out and "dlib │ dlib's HOG" in out
+    assert main(["list", "backends"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "slurm │ job arrays" in out and "local │ subprocesses here" in out
+
+
 def test_flops_prints_params_and_flops(capsys):
     assert main(["flops", "resnet10t", "--size", "32"]) == 0
     out = capsys.readouterr().out

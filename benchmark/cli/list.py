@@ -1,4 +1,5 @@
-"""``kdbench list``: registered methods (``-v``: their hyper-parameters), models, datasets, the
+"""``kdbench list``: registered methods (``-v``: their hyper-parameters), models, datasets,
+face detectors (``kdbench data prepare --detector``), sweep backends (``--executor``), the
 shipped presets, or a model's features with their shapes."""
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ import re
 
 from kdbench.config import parse_override, preset_names
 from kdbench.console import console, print_table
-from kdbench.registry import DATASETS, METHODS, MODELS
+from kdbench.registry import BACKENDS, DATASETS, DETECTORS, METHODS, MODELS
 
-WHAT = ["methods", "models", "datasets", "presets", "features"]
+WHAT = ["methods", "models", "datasets", "detectors", "backends", "presets", "features"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ls = subparsers.add_parser(
-        "list", help="list methods, models, datasets, presets, or a model's features"
+        "list",
+        help="list methods, models, datasets, face detectors, sweep backends, presets, or a "
+        "model's features",
     )
     ls.add_argument("what", nargs="?", default="methods", choices=WHAT)
     ls.add_argument("model", nargs="?", help="features: the model (a kdbench or timm name)")
@@ -38,13 +41,16 @@ def cmd_list(args: argparse.Namespace) -> None:
         return
     from rich.table import Table
 
-    registry = {"methods": METHODS, "models": MODELS, "datasets": DATASETS}[args.what]
+    registries = {"methods": METHODS, "models": MODELS, "datasets": DATASETS}
+    registries |= {"detectors": DETECTORS, "backends": BACKENDS}
+    registry = registries[args.what]
     table = Table(title=f"kdbench {args.what}")
     table.add_column("name")
     table.add_column("description")
     for name in registry.names(args.pattern):
         entry = registry.get(name)
-        table.add_row(name, getattr(entry, "description", "") or first_line(entry.__doc__))
+        about = getattr(entry, "description", "") or getattr(entry, "help", "")
+        table.add_row(name, about or first_line(entry.__doc__))
         if args.verbose:
             for param, default, meaning in hyper_parameters(entry):
                 table.add_row(f"  {param} = {default!r}", meaning)
@@ -112,4 +118,7 @@ def timm_module(info, name: str) -> str:
 
 
 def first_line(doc: str | None) -> str:
-    return (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
+    """The first sentence of a docstring's first paragraph, on one line."""
+    paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
+    sentence = re.split(r"(?<=[.;:])\s", paragraph, maxsplit=1)[0]
+    return sentence.rstrip(";:").replace("``", "`")
