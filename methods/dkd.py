@@ -58,8 +58,9 @@ class DKD(Method):
 
         On two classes (SynthFF) the non-target distribution has a single class: NCKD is exactly
         0 and β has no effect, and TCKD is Hinton's KD itself. With ``logit_standardize`` on two
-        classes both z-scored rows are ``±(1/√2, −1/√2)`` whatever the logits, so TCKD passes no
-        gradient either (warns)."""
+        classes both z-scored rows are ``±(1/√2, −1/√2)`` up to the std's 1e-7, so TCKD acts
+        only through it, as ``ls-kd`` does there (warns; measured on the ``zoo`` preset: test
+        AUC 53.2 ± 6.2 against vanilla's 63.9 ± 4.8, 5 seeds)."""
         super().__init__(ctx)
         self.alpha, self.beta, self.temperature = alpha, beta, temperature
         self.ce_weight = ce_weight
@@ -68,8 +69,9 @@ class DKD(Method):
         self.epoch = 0
         if logit_standardize and ctx.num_classes == 2:
             warnings.warn(
-                "dkd with logit_standardize on 2 classes: z-scored logits are constant "
-                "(±1/√2), so the distillation terms pass no gradient",
+                "dkd with logit_standardize on 2 classes: z-scored logits are ±1/√2 whatever "
+                "the logits, so TCKD acts only through the std's 1e-7: nothing on confident "
+                "samples, a large push across the decision boundary near it",
                 stacklevel=2,
             )
 

@@ -132,11 +132,25 @@ def test_dkd_on_two_classes_is_kd_and_its_nckd_is_zero() -> None:
     compare("dkd on 2 classes: TCKD | torchdistill KDLoss (Hinton's KD)", terms["tckd"], kd, s)
 
 
-def test_standardized_dkd_on_two_classes_warns_and_passes_no_gradient() -> None:
+def near_a_tie(inputs: tuple[Tensor, Tensor, Tensor], gap: float) -> tuple:
+    """The same teacher and labels; student logits ``gap`` apart, on the side the teacher
+    does not prefer (a leaf)."""
+    _, t, labels = inputs
+    side = torch.where(t[:, :1] > t[:, 1:], -1.0, 1.0)  # against the teacher's preference
+    s = torch.cat([gap * side / 2, -gap * side / 2], 1).requires_grad_(True)
+    return s, t, labels
+
+
+def test_standardized_dkd_on_two_classes_warns_and_distils_only_near_a_tie() -> None:
+    """z-scored 2-class logits are ±1/√2 up to the std's 1e-7: no gradient on confident
+    logits, a large one (∝ 1e-7 / gap²) when the student's two logits nearly tie."""
     inputs = logits_and_labels(2, seed=33)
-    method = build("dkd", 2, {"logit_standardize": True}, warns="pass no gradient")
+    method = build("dkd", 2, {"logit_standardize": True}, warns="decision boundary")
     terms = terms_on(method, inputs)
     assert max_grad(terms["tckd"] + terms["nckd"], inputs[0]) < 1e-5
+    tied = near_a_tie(inputs, 1e-5)
+    terms = terms_on(method, tied)
+    assert max_grad(terms["tckd"] + terms["nckd"], tied[0]) > 100
 
 
 # ---------------------------------------------------------------- DIST
@@ -187,7 +201,9 @@ def test_ls_kd_equals_torchdistill_logitstdkdloss() -> None:
     compare(row, terms["ce"] + terms["kd"], reference(io(fc=s), io(fc=t), labels), s)
 
 
-def test_ls_kd_on_two_classes_warns_and_its_kd_term_passes_no_gradient() -> None:
+def test_ls_kd_on_two_classes_warns_and_distils_only_near_a_tie() -> None:
     inputs = logits_and_labels(2, seed=51)
-    terms = terms_on(build("ls-kd", 2, {}, warns="no gradient"), inputs)
-    assert max_grad(terms["kd"], inputs[0]) < 1e-5
+    method = build("ls-kd", 2, {}, warns="decision boundary")
+    assert max_grad(terms_on(method, inputs)["kd"], inputs[0]) < 1e-5
+    tied = near_a_tie(inputs, 1e-5)
+    assert max_grad(terms_on(method, tied)["kd"], tied[0]) > 100
