@@ -1,7 +1,8 @@
 """Intra-op threads that fit what a run was given: as many as the CPUs it may run on, never
 more. torch's default is one thread per core of the machine, whatever the allocation: on a
-shared node, or with two trainings side by side, threads then outnumber cores and every step
-waits for the slowest (a 2-core machine: an epoch 6-30 times slower than alone).
+shared node, or with two trainings side by side, threads then outnumber cores and steps wait
+for each other (``tests/benchmarks/side_by_side.py``, README: two unpinned resnet10t runs on 2
+cores 1.77-1.83x slower per step than one alone, pinned 1.59-1.65x).
 
 The CPUs a run may use are its process's affinity (``taskset``, Slurm's task binding, the
 local sweep's slots), capped by Slurm's ``SLURM_CPUS_PER_TASK``. The processes of one run that
