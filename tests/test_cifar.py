@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from kdbench.config import ConfigError, build_config
 from kdbench.dataset import check_dataset
 from kdbench.datasets.cifar import CIFAR100, MEAN, STD
-from kdbench.method import Context, build_method
+from kdbench.method import build_method
 from kdbench.models import build_model
-from kdbench.registry import MODELS
+from kdbench.registry import METHODS, MODELS
 from kdbench.sweep.plan import expand
 from kdbench.sweep.spec import load_spec
 from kdbench.train import run, validate
+from kdbench.train.setup import network_context, request_preact
 
 
 def write_batch(path: Path, images: np.ndarray, labels: list[int]) -> None:
@@ -168,28 +169,44 @@ def test_no_cifar_model_shadows_a_timm_model():
 
 
 def test_the_repdistiller_preset_expands_to_its_pairs_and_every_method_builds():
+    """Its 7 pairs with vanilla, KD, FitNets, AT and CRD (6 vanilla students: resnet20 twice),
+    and every other method on resnet32x4 -> resnet8x4; each builds on the CIFAR networks and
+    gives finite losses (pre-activation features and classifier heads where a method asks)."""
     plan = expand(load_spec(preset="cifar100-repdistiller"))
-    assert len(plan.teachers) == 5 and len(plan.students) == 7 * 4 + 6
+    others = {c.method.name for c in plan.students if c.student.name == "cifar_resnet8x4"}
+    assert others >= {"dkd", "dist", "ls-kd", "rkd", "pkt", "sp", "vid", "nst", "ofd"}
+    assert len(plan.teachers) == 5 and len(plan.students) == 7 * 4 + 6 + 13
     t = plan.students[0].train
     assert (t.epochs, t.optimizer, t.lr, t.weight_decay, t.milestones, t.gamma) == (
         240, "sgd", 0.05, 5e-4, [150, 180, 210], 0.1,
     )  # fmt: skip
     assert plan.students[0].data.batch_size == 64
     x = torch.randn(2, 3, 32, 32)
-    outputs = {}
+    labels = torch.arange(50_000) % 100
     for cfg in plan.students:
         validate(cfg)
         if cfg.teacher is None:
             continue
-        for name in (cfg.student.name, cfg.teacher.name):
-            if name not in outputs:
-                outputs[name] = build_model(name, 100).eval()(x)
-        labels = torch.arange(50_000) % 100
-        ctx = Context(outputs[cfg.student.name], outputs[cfg.teacher.name], 100, 50_000, labels)
+        student, teacher = build_model(cfg.student.name, 100), build_model(cfg.teacher.name, 100)
+        if METHODS.get(cfg.method.name).needs_preact:
+            request_preact(cfg.method.name, student, teacher)
+        with torch.no_grad():
+            s_out, t_out = student.eval()(x), teacher.eval()(x)
+        ctx = network_context(student, teacher, s_out, t_out, 100, FakeTrainSet(labels))
         method = build_method(cfg.method.name, ctx, cfg.method.params)
         batch = {"label": torch.tensor([1, 2]), "index": torch.tensor([0, 1])}
-        losses = method.losses(batch, outputs[cfg.student.name], outputs[cfg.teacher.name])
-        assert all(torch.isfinite(v) for v in losses.values())
+        losses = method.losses(batch, s_out, t_out)
+        assert all(torch.isfinite(v) for v in losses.values()), cfg.method.name
+
+
+class FakeTrainSet:
+    """What ``network_context`` reads of a training split: its size and labels."""
+
+    def __init__(self, labels: torch.Tensor) -> None:
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
 
 @pytest.mark.slow
