@@ -164,7 +164,9 @@ def test_torchrun_trains_the_same_run(config, one_process, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                           env=os.environ | {"CI": "1"})  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert_same_training(one_process, record_of(tmp_path))
+    two = record_of(tmp_path)
+    assert two["processes"] == 2  # not two independent single-process runs
+    assert_same_training(one_process, two)
     assert done.stderr.count(" done: ") == 1  # one of torchrun's two workers reports
 
 

@@ -47,7 +47,6 @@ def make_loader(
     if split != "train":
         share = Subset(dataset, shard(len(dataset), world)) if world.size > 1 else dataset
         return DataLoader(share, batch_size=cfg.data.eval_batch_size, **common)
-    check_batch(cfg.data.batch_size, world.size)
     order = ViewSampler(len(dataset), getattr(dataset, "num_views", None))
     drop_last = len(dataset) > cfg.data.batch_size
     batches = ShardedBatches(order, cfg.data.batch_size, drop_last, world)

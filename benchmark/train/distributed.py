@@ -61,13 +61,6 @@ def world_from_env() -> World:
     return World(rank, size, int(os.environ.get("LOCAL_RANK", "0")), local_size)
 
 
-def world() -> World:
-    """This process's world: the initialised process group's, else a single process."""
-    if not active():
-        return World()
-    return world_from_env()
-
-
 def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -113,12 +106,13 @@ def barrier() -> None:
 def main_first() -> Iterator[None]:
     """The main process runs the block first (it writes what the others then read: a dataset
     or teacher cache); the others wait, then run it too."""
-    if active() and not world().main:
+    main = not active() or dist.get_rank() == 0
+    if not main:
         dist.barrier()
     try:
         yield
     finally:
-        if active() and world().main:
+        if active() and main:
             dist.barrier()
 
 

@@ -26,8 +26,7 @@ def evaluate(setup: Setup, split: str, epoch: int = 0) -> dict[str, float]:
     """Metrics of the student on ``split`` (frame- and video-level for binary tasks, and per
     kind of fake where the dataset names them in ``kinds``). Where the run's processes each
     predict a share of the split, their predictions are gathered first, in order."""
-    dataset = setup.datasets.get(split, setup.loaders[split].dataset)
-    kinds = getattr(dataset, "kinds", None)
+    kinds = getattr(setup.datasets[split], "kinds", None)  # the whole split's
     parts = gather(predict(setup, split, kinds is not None))
     if not all(part["finite"] for part in parts):
         raise DivergedError(

@@ -66,7 +66,7 @@ def record_unless_done(path: Path, record: dict, log) -> None:
 
 
 def finished_record(cfg: RunConfig, setup: Setup, state: dict, results: Path) -> dict:
-    datasets = setup.datasets or {s: loader.dataset for s, loader in setup.loaders.items()}
+    datasets = setup.datasets  # whole splits (a process's loaders hold its share)
     image_shape = tuple(datasets["train"][0]["image"].shape)
     run_id = cfg.run_id()
     history = state["history"]
