@@ -599,7 +599,7 @@ def test_a_long_legend_goes_below_the_axes_and_a_short_one_beside():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from kdbench.report.plots import LEGEND_BESIDE, legend
+    from kdbench.report.figstyle import LEGEND_BESIDE, legend
 
     cases = [(LEGEND_BESIDE, "", False), (LEGEND_BESIDE + 5, "", True)]
     cases += [(3, " [frequency_weight=4.0,homogenize=pcgrad,spatial_weight=4.0]", True)]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from kdbench.config import ConfigError, build_config, load_preset, load_yaml, preset_names
+from kdbench.config import ConfigError, build_config, load_preset, preset_names
+from kdbench.schema import load_yaml
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -8,9 +8,10 @@ import argparse
 import inspect
 import re
 
-from kdbench.config import parse_override, preset_names
+from kdbench.config import preset_names
 from kdbench.console import console, print_table
 from kdbench.registry import BACKENDS, DATASETS, DETECTORS, METHODS, MODELS
+from kdbench.schema import parse_override
 
 WHAT = ["methods", "models", "datasets", "detectors", "backends", "presets", "features"]
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from kdbench.config import ConfigError, build_config, load_preset, load_yaml, preset_names
+from kdbench.config import ConfigError, build_config, load_preset, preset_names
 from kdbench.console import console, say
 from kdbench.registry import UnknownNameError
+from kdbench.schema import load_yaml
 
 DEFAULT_RESULTS = Path("results")
 

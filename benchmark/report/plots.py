@@ -7,9 +7,7 @@ Every group keeps one colour and marker across the four figures.
 
 from __future__ import annotations
 
-import itertools
 import math
-from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
@@ -17,16 +15,13 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter
 
 from kdbench.report.analysis import DatasetReport, pareto_mask
+from kdbench.report.curves import curve_figure
+from kdbench.report.figstyle import STYLE, group_styles, legend
 from kdbench.report.labels import metric_label
 
-MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">", "p", "h")
-TEACHER_MARKERS = ("*", "X", "P", "D", "^", "v", "s")
-TEACHER_COLOUR = "0.1"
-STYLE = {"axes.titleweight": "bold", "legend.frameon": False}
-SAVE = {"svg.fonttype": "none", "svg.hashsalt": "kdbench"}  # text stays text; stable ids
 COST_AXES = {"gflops": "GFLOPs per image (log scale)", "params_m": "parameters (M, log scale)"}
 
 
@@ -46,26 +41,6 @@ def dataset_figures(report: DatasetReport) -> dict[str, Figure]:
 
 
 KIND_CURVE = "auc_frequency"  # a dataset with kinds of fake also gets this metric's curves
-
-
-def group_styles(groups: pd.DataFrame) -> dict[str, dict]:
-    """Per group label: colour, marker and legend entry. A method looks the same for every
-    student (colours cycle with period 20, markers with 11: pairs are unique up to 220
-    methods); teachers are black, one marker each."""
-    methods = list(dict.fromkeys(groups.loc[groups["role"] != "teacher", "method_key"]))
-    colours = itertools.cycle(sns.color_palette("colorblind") + sns.color_palette("dark"))
-    markers = itertools.cycle(MARKERS)
-    by_method = {m: {"color": next(colours), "marker": next(markers)} for m in methods}
-    teachers = itertools.cycle(TEACHER_MARKERS)
-    styles = {}
-    for _, row in groups.iterrows():
-        if row["role"] == "teacher":
-            style = {"color": TEACHER_COLOUR, "marker": next(teachers)}
-            styles[row["label"]] = style | {"legend": row["label"], "teacher": True}
-        else:
-            style = by_method[row["method_key"]]
-            styles[row["label"]] = style | {"legend": row["method_key"], "teacher": False}
-    return styles
 
 
 def cost_figure(report: DatasetReport, cost: str, styles: dict[str, dict]) -> Figure:
@@ -168,29 +143,6 @@ def label_points(ax: Axes, points) -> None:
         )
 
 
-LEGEND_BESIDE = 8  # entries; more go below the axes, in two columns, the figure made taller
-LABEL_BESIDE = 40  # characters: a longer label also sends the legend below the axes
-ONE_COLUMN = 60  # characters: a longer label gets the legend's whole width below the axes
-
-
-def legend(fig: Figure, axes) -> None:
-    """One legend for the figure, each entry once: right of the axes, or below them when it
-    has many entries (long labels beside the axes would squeeze them to nothing)."""
-    shown = {}
-    for ax in axes:
-        handles, labels = ax.get_legend_handles_labels()
-        shown |= dict(zip(labels, handles, strict=True))
-    longest = max(map(len, shown), default=0)
-    if len(shown) <= LEGEND_BESIDE and longest <= LABEL_BESIDE:
-        fig.legend(shown.values(), shown.keys(), loc="outside right upper", fontsize=7)
-        return
-    columns = 1 if longest > ONE_COLUMN else 2
-    width, height = fig.get_size_inches()
-    rows = math.ceil(len(shown) / columns)
-    fig.set_size_inches(max(width, 9.0), height + 0.17 * rows + 0.3)
-    fig.legend(shown.values(), shown.keys(), loc="outside lower center", ncols=columns, fontsize=7)
-
-
 def bar_figure(report: DatasetReport, styles: dict[str, dict]) -> Figure:
     """The headline metric per group: mean bar, ±1 std error bar, one dot per seed. The axis
     starts a little below the lowest mean (a multiple of 5), as its ticks show."""
@@ -241,71 +193,3 @@ def clipped_spread(mean: pd.Series, std: pd.Series) -> np.ndarray:
 def luminance(colour) -> float:
     red, green, blue = mpl.colors.to_rgb(colour)
     return 0.2126 * red + 0.7152 * green + 0.0722 * blue
-
-
-def curve_figure(
-    report: DatasetReport, styles: dict[str, dict], metric: str | None = None
-) -> Figure:
-    """Validation ``metric`` (the report's by default) per epoch, mean ± std band over seeds:
-    one panel per student with its teachers' curves dashed."""
-    groups, metric = report.groups, metric or report.metric
-    students = list(dict.fromkeys(groups.loc[groups["role"] != "teacher", "student"]))
-    panels = students or list(groups["student"])
-    cols = min(3, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(3.6 * cols + 1.8, 3.0 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, sharey=True, squeeze=False).ravel()
-    curves = epoch_stats(report.history, metric)
-    for ax, student in zip(axes, panels, strict=False):
-        teachers = set(groups.loc[groups["student"] == student, "teacher"]) - {""}
-        shown = groups[
-            ((groups["student"] == student) & (groups["role"] != "teacher"))
-            | ((groups["role"] == "teacher") & groups["student"].isin(teachers | {student}))
-        ]
-        for label in shown["label"]:
-            if label in curves:
-                draw_curve(ax, curves[label], styles[label])
-        ax.set_title(f"{report.name}: {student}" if len(panels) == 1 else student)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
-        ax.set_ylabel(f"validation {metric_label(metric)} (%)")
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    if len(panels) > 1:
-        fig.suptitle(report.name, fontweight="bold")
-    legend(fig, axes[: len(panels)])
-    return fig
-
-
-def epoch_stats(history: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
-    """Per group label: mean and std of ``metric`` over seeds, indexed by epoch."""
-    if metric not in history:
-        return {}
-    stats = history.groupby(["label", "epoch"])[metric].agg(["mean", "std"]).reset_index()
-    return {label: part.set_index("epoch") for label, part in stats.groupby("label")}
-
-
-def draw_curve(ax: Axes, curve: pd.DataFrame, style: dict) -> None:
-    epochs, mean, std = curve.index, curve["mean"], curve["std"].fillna(0)
-    ax.fill_between(epochs, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
-    ax.plot(
-        epochs,
-        mean,
-        color=style["color"],
-        linestyle="--" if style["teacher"] else "-",
-        linewidth=1.2,
-        marker=style["marker"],
-        markersize=5 if style["teacher"] else 3.5,
-        markevery=max(1, len(epochs) // 8),
-        label=style["legend"],
-    )
-
-
-def save_figure(fig: Figure, stem: Path) -> Path:
-    """``stem``.png (150 dpi) and ``stem``.svg (text kept as text); returns the PNG's path."""
-    png = stem.with_suffix(".png")
-    with mpl.rc_context(SAVE):
-        fig.savefig(png, dpi=150, metadata={"Software": None})
-        fig.set_layout_engine("none")  # keep the layout just computed: the SVG needs no second
-        fig.savefig(stem.with_suffix(".svg"), metadata={"Date": None})
-    return png

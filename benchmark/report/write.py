@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from kdbench.report.analysis import DatasetReport, analyse
+from kdbench.report.figstyle import save_figure
 from kdbench.report.frames import (
     TITLE,
     ReportInputError,
@@ -25,7 +26,7 @@ from kdbench.report.pages import (
     reference_section,
     skipped_section,
 )
-from kdbench.report.plots import dataset_figures, save_figure
+from kdbench.report.plots import dataset_figures
 from kdbench.report.references import REFERENCES, load_references, reference_deltas
 from kdbench.report.render import to_latex, to_markdown
 from kdbench.report.stats import CONVERGED_WITHIN

@@ -14,10 +14,9 @@ from kdbench.config import (
     RunConfig,
     TeacherConfig,
     TrainConfig,
-    from_dict,
-    set_path,
 )
 from kdbench.registry import METHODS
+from kdbench.schema import from_dict, set_path
 from kdbench.sweep.spec import merge
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from kdbench.config import ConfigError, apply_overrides, load_preset, load_yaml
+from kdbench.config import ConfigError, load_preset
+from kdbench.schema import apply_overrides, load_yaml
 
 SPEC_KEYS = ("name", "description", "extends", "base", "grid", "methods", "extra")
 

@@ -11,13 +11,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from kdbench.config import ConfigError, RunConfig, coerce
+from kdbench.config import ConfigError, RunConfig
 from kdbench.dataset import unchanged_random_state
 from kdbench.method import Context, Method, build_method, check_params
 from kdbench.models import build_model, model_names
 from kdbench.models.preact import PreactUnsupported, enable_preact
 from kdbench.output import Head
 from kdbench.registry import DATASETS, METHODS, MODELS, UnknownNameError, unknown_message
+from kdbench.schema import coerce
 from kdbench.train.data import build_datasets, check_batch, dataset_labels, make_loader
 from kdbench.train.device import place, resolve_device
 from kdbench.train.distributed import World, broadcast, broadcast_state, main_first, run_device

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import submitit
 
-from kdbench.config import ConfigError, from_dict, load_yaml
+from kdbench.config import ConfigError
 from kdbench.registry import BACKENDS
+from kdbench.schema import from_dict, load_yaml
 from kdbench.sweep.backends import Backend, Submitted, Sweep
 from kdbench.sweep.journal import (
     Job,
