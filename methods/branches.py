@@ -15,7 +15,6 @@ from kdbench.methods.common import (
     feature_map,
     kd_loss,
     match_spatial,
-    stages_of,
 )
 from kdbench.models.frequency import dct2
 from kdbench.output import Output
@@ -82,34 +81,36 @@ def feature_distance(student: Tensor, teacher: Tensor, loss: str) -> Tensor:
         return F.mse_loss(s, t)
 
 
-def last_stage(features: dict[str, Tensor], prefix: str) -> str:
-    """The deepest ``<prefix>stageK`` with a ``[B, C, H, W]`` map."""
-    maps = [name for name in stages_of(features, prefix) if features[name].dim() == 4]
+def last_map(out: Output, stages: list[str]) -> str:
+    """The deepest of ``stages`` that is a ``[B, C, H, W]`` map in ``out``."""
+    maps = [name for name in stages if out.feature(name).dim() == 4]
     if not maps:
-        raise ValueError(f"no '{prefix}stageK' maps to pick from (has: {', '.join(features)})")
+        raise ValueError(f"no stage map to pick from among {', '.join(stages)}")
     return maps[-1]
 
 
 def student_feature_name(student: Output, name: str) -> str:
     """Resolve the shared student feature: ``auto`` is the last stage; ``pooled`` is allowed."""
     if name == "auto":
-        return last_stage(student.features, "")
+        return last_map(student, student.stage_names())
     student.feature(name)  # raises, listing the student's features
     return name
 
 
 def branch_feature_name(teacher: Output | None, branch: str, name: str) -> str:
-    """Resolve a feature of the teacher's ``branch``; ``auto``: the branch's last stage."""
-    features = teacher.features if teacher is not None else {}
-    prefix = f"{branch}."
-    own = [n for n in features if n.startswith(prefix)]
-    if not own:
+    """Resolve a feature of the teacher's ``branch`` (``Output.branches``); ``auto``: the
+    branch's last stage map."""
+    branches = teacher.branches if teacher is not None else {}
+    if branch not in branches:
+        features = ", ".join(teacher.features) if teacher is not None else "none"
         raise ValueError(
-            f"distilling the {branch} branch needs a dual-branch teacher (features "
-            f"'spatial.*' and 'frequency.*'); this teacher has: {', '.join(features) or 'none'}"
+            f"distilling the {branch} branch needs a dual-branch teacher (an Output with a "
+            f"{branch!r} branch); this teacher has: {features} (branches: "
+            f"{', '.join(branches) or 'none'})"
         )
     if name == "auto":
-        return last_stage(features, prefix)
+        return last_map(teacher, list(branches[branch]))
+    own = [n for n in teacher.features if n.startswith(f"{branch}.")]
     if name not in own:
         raise ValueError(unknown_message(f"{branch} feature", name, own))
     return name

@@ -36,24 +36,9 @@ def kd_term(weight: float, s_out: Output, t_out: Output, temperature: float) -> 
 
 
 def stage_names(out: Output) -> list[str]:
-    """The stage features of ``out`` in depth order: ``stage1..stageN``, or
-    ``spatial.stage1..spatial.stageN`` for the dual-branch teacher."""
-    dual = any(name.startswith("spatial.") for name in out.features)
-    return stages_of(out.features, "spatial." if dual else "")
-
-
-def stages_of(features: dict[str, Tensor], prefix: str = "") -> list[str]:
-    """``<prefix>stageK`` of ``features`` in depth order (``stageK.preact`` and the like left
-    out); an error naming what there is when none."""
-    head = prefix + "stage"
-    stages = {
-        int(name[len(head) :]): name
-        for name in features
-        if name.startswith(head) and name[len(head) :].isdigit()
-    }
-    if not stages:
-        raise ValueError(f"no '{head}K' features to pick from (has: {', '.join(features)})")
-    return [stages[k] for k in sorted(stages)]
+    """The stage features of ``out`` in depth order, as its layout declares them
+    (``Output.stages``: ``spatial.stage1..`` for the dual-branch teacher, else ``stageK``)."""
+    return out.stage_names()
 
 
 def relative_stage(position: int, count: int, stages: list[str]) -> str:

@@ -11,9 +11,9 @@ MIN_AREA = 16  # 4×4: the smallest map a stage method compares by default
 
 
 def embedding_feature(out: Output) -> str:
-    """The penultimate embedding of ``out``: ``fused`` for the dual-branch teacher, else
-    ``pooled``."""
-    return "fused" if "fused" in out.features else "pooled"
+    """The penultimate embedding of ``out``, as its layout declares it (``Output.embedding``:
+    ``fused`` for the dual-branch teacher, ``pooled`` by default)."""
+    return out.embedding
 
 
 def compared_size(student: Output, teacher: Output, pair: tuple[str, str]) -> tuple[int, int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -97,7 +99,7 @@ class ReusedClassifier(nn.Module):
         source = feature_map(out, self.feature)
         if source.shape[-1] > self.size:
             source = F.adaptive_avg_pool2d(source, self.size)
-        return Output(self.classifier(self.projector(source)), out.features)
+        return dataclasses.replace(out, logits=self.classifier(self.projector(source)))
 
 
 def projector(c_in: int, c_out: int, factor: int) -> nn.Sequential:

@@ -160,6 +160,11 @@ def test_list_features_shows_every_feature_with_its_shape_and_timm_module():
     assert "[2, 512]" in rows["pooled"] and "stage5.preact" in rows
     kwargs = console_script("list", "features", "dual-branch", "spatial=resnet10t", "--size", "64")
     assert "spatial.stage5" in kwargs.stdout and "fused" in kwargs.stdout, kwargs.stderr
+    # the layout that stage methods read (Output.stages, .embedding, .branches)
+    assert "stages: stage1, stage2, stage3, stage4, stage5; embedding: pooled" in done.stdout
+    layout = next(line for line in kwargs.stdout.splitlines() if line.startswith("stages:"))
+    assert layout.startswith("stages: spatial.stage1, ") and "embedding: fused" in layout
+    assert "; branch frequency: frequency.stage1, " in layout
 
 
 def test_list_methods_verbose_gives_each_hyper_parameter_its_default_and_meaning():

@@ -2,6 +2,7 @@
 (even lazily, inside a function) one that imports it back."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,32 @@ def test_the_command_line_starts_without_torch_or_the_report_stack():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+MAX_LINES = 300
+
+
+def test_no_module_is_over_300_lines():
+    """The layout keeps modules short enough to read in one sitting (issue 15)."""
+    long = {
+        name: n
+        for name, path in modules().items()
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"over {MAX_LINES} lines: {long}"
+
+
+def test_the_readme_layout_names_every_module_of_the_wings():
+    """README "Layout" lists each module of models/, train/, sweep/ and report/ by name, so the
+    map a newcomer reads cannot fall behind the tree."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    words = set(re.findall(r"[a-z_]+", block))
+    missing = [
+        name
+        for name in modules()
+        if name.count(".") == 2
+        and name.split(".")[1] in ("models", "train", "sweep", "report")
+        and name.rsplit(".", 1)[1] not in words | {"__init__"}
+    ]
+    assert not missing, f"README Layout does not name: {missing}"

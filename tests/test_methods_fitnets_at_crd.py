@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from outputs import dual_output
 
 from kdbench.method import Context, build_method
 from kdbench.methods.at import AttentionTransfer, attention_map
@@ -23,6 +25,12 @@ def toy_output(shapes: dict[str, tuple[int, ...]], seed: int = 0, classes: int =
     gen = torch.Generator().manual_seed(seed)
     features = {name: torch.randn(2, *shape, generator=gen) for name, shape in shapes.items()}
     return Output(torch.randn(2, classes, generator=gen), features)
+
+
+def toy_dual(shapes: dict[str, tuple[int, ...]], seed: int = 0, classes: int = 2) -> Output:
+    """``toy_output`` with the dual-branch teacher's layout."""
+    out = toy_output(shapes, seed, classes)
+    return dual_output(out.logits, out.features)
 
 
 def toy_ctx(student: Output, teacher: Output, num_samples: int = 10) -> Context:
@@ -71,12 +79,36 @@ def test_kd_loss_matches_hand_computation() -> None:
     assert kd_loss(s, s.clone(), temp).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_stage_names_orders_by_depth_and_prefers_spatial_branch() -> None:
+def test_stage_names_orders_by_depth_and_reads_the_declared_layout() -> None:
     single = toy_output({"stage10": (1, 1, 1), "stage2": (1, 1, 1), "pooled": (1,)})
     assert stage_names(single) == ["stage2", "stage10"]
-    assert stage_names(toy_output(DUAL_TEACHER))[0] == "spatial.stage1"
+    assert stage_names(toy_dual(DUAL_TEACHER))[0] == "spatial.stage1"
     with pytest.raises(ValueError, match="no 'stageK' features"):
         stage_names(toy_output({"pooled": (3,)}))
+    # the layout is read, not guessed from the names: a declared main path wins
+    dual = toy_dual(DUAL_TEACHER)
+    declared = dataclasses.replace(
+        dual, stages=dual.branches["frequency"], embedding="spatial.pooled"
+    )
+    assert stage_names(declared) == [f"frequency.stage{k}" for k in range(1, 5)]
+    assert CRD(toy_ctx(toy_output({"pooled": (5,)}), declared)).teacher_features() == [
+        "spatial.pooled"
+    ]
+
+
+@pytest.mark.parametrize("branch", ["both", "spatial", "frequency"])
+def test_the_dual_branch_teacher_declares_its_layout(branch: str) -> None:
+    model = build_model(
+        "dual-branch", 2, spatial="resnet10t", frequency="resnet10t", branch=branch, image_size=32
+    )
+    out = model.eval()(torch.randn(2, 3, 32, 32))
+    names = ["spatial", "frequency"] if branch == "both" else [branch]
+    assert list(out.branches) == names
+    for name in names:
+        assert out.branches[name] == tuple(f"{name}.stage{k}" for k in range(1, 6))
+    assert out.stages == out.branches[names[0]]
+    assert out.embedding == "fused"
+    assert {*out.stages, out.embedding} <= out.features.keys()
 
 
 def test_relative_stage_matches_depth() -> None:
@@ -158,24 +190,24 @@ def test_fitnets_hint_epochs_drop_ce_early() -> None:
 
 
 def test_fitnets_auto_picks_middle_stage_and_spatial_branch() -> None:
-    method = FitNets(toy_ctx(toy_output(FIVE_STAGES), toy_output(DUAL_TEACHER)), kernel=3)
+    method = FitNets(toy_ctx(toy_output(FIVE_STAGES), toy_dual(DUAL_TEACHER)), kernel=3)
     assert (method.student_feature, method.teacher_feature) == ("stage3", "spatial.stage2")
     assert method.teacher_features() == ["spatial.stage2"]
     assert method.regressor[0].kernel_size == (3, 3)
 
 
 def test_fitnets_vector_features_regress_through_a_1x1_conv() -> None:
-    student, teacher = toy_output({"pooled": (4,)}), toy_output(DUAL_TEACHER)
+    student, teacher = toy_output({"pooled": (4,)}), toy_dual(DUAL_TEACHER)
     method = FitNets(toy_ctx(student, teacher), student_feature="pooled", teacher_feature="fused")
     assert method.regressor[0].weight.shape == (12, 4, 1, 1)
     assert torch.isfinite(method.losses(batch_for([0, 1]), student, teacher)["hint"])
 
 
 def test_fitnets_unknown_feature_is_a_clear_error() -> None:
-    ctx = toy_ctx(toy_output(FIVE_STAGES), toy_output(DUAL_TEACHER))
+    ctx = toy_ctx(toy_output(FIVE_STAGES), toy_dual(DUAL_TEACHER))
     with pytest.raises(KeyError, match=r"did you mean 'spatial\.stage2'"):
         FitNets(ctx, teacher_feature="spatial.stag2")
-    with_pooled = toy_ctx(toy_output({**FIVE_STAGES, "pooled": (4,)}), toy_output(DUAL_TEACHER))
+    with_pooled = toy_ctx(toy_output({**FIVE_STAGES, "pooled": (4,)}), toy_dual(DUAL_TEACHER))
     with pytest.raises(ValueError, match="set teacher_feature"):
         FitNets(with_pooled, student_feature="pooled")
     with pytest.raises(ValueError, match="must be odd"):
@@ -227,7 +259,7 @@ def test_at_auto_pairs_the_deepest_three_stages_of_4x4_or_more() -> None:
     # FIVE_STAGES: 8×8, 4×4, 4×4, 2×2, 2×2; the dual-branch teacher: 4×4 everywhere
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        method = AttentionTransfer(toy_ctx(toy_output(FIVE_STAGES), toy_output(DUAL_TEACHER)))
+        method = AttentionTransfer(toy_ctx(toy_output(FIVE_STAGES), toy_dual(DUAL_TEACHER)))
     assert method.pairs == [
         ("stage1", "spatial.stage1"),
         ("stage2", "spatial.stage2"),
@@ -246,13 +278,13 @@ def test_at_auto_counts_the_teacher_map_and_needs_one_large_pair() -> None:
 
 
 def test_at_warns_when_a_pair_is_smaller_than_4x4() -> None:
-    ctx = toy_ctx(toy_output(FIVE_STAGES), toy_output(DUAL_TEACHER))
+    ctx = toy_ctx(toy_output(FIVE_STAGES), toy_dual(DUAL_TEACHER))
     with pytest.warns(UserWarning, match=r"\(stage4, spatial.stage3\) compares 2×2 maps"):
         AttentionTransfer(ctx, pairs=[["stage2", "spatial.stage2"], ["stage4", "spatial.stage3"]])
 
 
 def test_at_rejects_bad_pairs() -> None:
-    ctx = toy_ctx(toy_output({**FIVE_STAGES, "pooled": (4,)}), toy_output(DUAL_TEACHER))
+    ctx = toy_ctx(toy_output({**FIVE_STAGES, "pooled": (4,)}), toy_dual(DUAL_TEACHER))
     with pytest.raises(ValueError, match="pairs must be"):
         AttentionTransfer(ctx, pairs=[["stage1"]])
     with pytest.raises(ValueError, match=r"needs \[B,C,H,W\]"):
@@ -387,7 +419,7 @@ def test_crd_eval_leaves_banks_alone_and_kd_is_optional() -> None:
     kd = 0.5 * kd_loss(student.logits, teacher.logits, 2.0)
     assert set(terms) == {"ce", "crd", "kd"}
     assert terms["kd"].item() == pytest.approx(kd.item())
-    dual = CRD(toy_ctx(toy_output({"pooled": (5,)}), toy_output(DUAL_TEACHER)))
+    dual = CRD(toy_ctx(toy_output({"pooled": (5,)}), toy_dual(DUAL_TEACHER)))
     assert dual.teacher_features() == ["fused"]
 
 
@@ -398,7 +430,7 @@ def dual_branch(out: Output) -> Output:
     """A single-branch output renamed like the dual-branch teacher's."""
     features = {f"{b}.{n}": f for n, f in out.features.items() for b in ("spatial", "frequency")}
     features["fused"] = torch.cat([out.features["pooled"]] * 2, dim=1)
-    return Output(out.logits, features)
+    return dual_output(out.logits, features)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from outputs import dual_output
 from torch import Tensor, nn
 from torchdistill.losses.mid_level import ATLoss, CRDLoss, KDLoss, SimpleLossWrapper
 from torchdistill.models.adaptation import ConvReg
@@ -81,7 +82,7 @@ def dual_teacher(seed: int, channels: int = 6, side: int = 4) -> Output:
         f"{branch}.stage1": torch.randn(BATCH, channels, side, side, generator=g)
         for branch in ("spatial", "frequency")
     }
-    return Output(3 * torch.randn(BATCH, CLASSES, generator=g), features)
+    return dual_output(3 * torch.randn(BATCH, CLASSES, generator=g), features)
 
 
 def branch_method(name: str, **params) -> nn.Module:

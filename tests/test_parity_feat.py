@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from outputs import dual_output
 from test_parity import assert_parity, io, leaf, loss_and_grads
 from torch import Tensor
 from torchdistill.losses import mid_level
@@ -32,12 +33,14 @@ BATCH = 8
 LABELS = {"label": torch.zeros(BATCH, dtype=torch.long)}
 
 
-def method_for(name: str, student: dict, teacher: dict, **params):
-    """``name`` sized from student and teacher outputs with the given (detached) features."""
+def method_for(name: str, student: dict, teacher: dict, dual: bool = False, **params):
+    """``name`` sized from student and teacher outputs with the given (detached) features;
+    ``dual``: the teacher's output has the dual-branch teacher's layout."""
     torch.manual_seed(0)
     logits = torch.zeros(BATCH, 2)
     s_out = Output(logits, {k: v.detach() for k, v in student.items()})
-    ctx = Context(s_out, Output(logits, teacher), 2, num_samples=BATCH, total_epochs=24)
+    t_out = dual_output(logits, teacher) if dual else Output(logits, teacher)
+    ctx = Context(s_out, t_out, 2, num_samples=BATCH, total_epochs=24)
     return build_method(name, ctx, params)
 
 
@@ -52,7 +55,7 @@ def terms_of(method, student: dict, teacher: dict) -> dict[str, Tensor]:
 def test_rkd_equals_torchdistill_rkdloss() -> None:
     student = {"pooled": leaf(BATCH, 10, seed=1)}
     teacher = {"fused": torch.randn(BATCH, 12, generator=torch.Generator().manual_seed(2))}
-    method = method_for("rkd", student, teacher)
+    method = method_for("rkd", student, teacher, dual=True)
     assert method.teacher_features() == ["fused"]
     terms = terms_of(method, student, teacher)
     reference = RKDLoss("s", "t", dist_factor=25.0, angle_factor=50.0, reduction="mean")
@@ -286,6 +289,6 @@ def test_stage_methods_auto_fit_resnet10t_at_64px() -> None:
     teacher = stage_maps({f"spatial.{k}": v for k, v in sides.items()}, 4, seed=18, grad=False)
     teacher["frequency.stage1"] = teacher["spatial.stage1"]
     middle = [(f"stage{k}", f"spatial.stage{k}") for k in (2, 3, 4)]
-    assert method_for("sp", student, teacher).pairs == [("stage4", "spatial.stage4")]
+    assert method_for("sp", student, teacher, dual=True).pairs == [("stage4", "spatial.stage4")]
     for name in ("vid", "nst", "reviewkd"):
-        assert method_for(name, student, teacher).pairs == middle
+        assert method_for(name, student, teacher, dual=True).pairs == middle

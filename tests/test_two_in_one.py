@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
+from outputs import dual_output
 
 from kdbench.method import Context, build_method
 from kdbench.methods.branches import feature_distance
@@ -27,7 +28,7 @@ def fake_teacher(seed: int = 0, frequency_channels: int = CHANNELS) -> Output:
         features[f"{branch}.stage2"] = torch.randn(BATCH, channels, 4, 4, generator=g)
         features[f"{branch}.pooled"] = torch.randn(BATCH, channels, generator=g)
     features["fused"] = torch.randn(BATCH, CHANNELS + frequency_channels, generator=g)
-    return Output(torch.randn(BATCH, CLASSES, generator=g), features)
+    return dual_output(torch.randn(BATCH, CLASSES, generator=g), features)
 
 
 def setup(name: str = "two-in-one", teacher: Output | None = None, **params):

@@ -107,6 +107,13 @@ def list_features(args: argparse.Namespace) -> None:
         table.add_row(name, str(list(value.shape)), timm_module(info, name))
     table.add_row("logits", str(list(out.logits.shape)), "")
     print_table(table, 120)
+    print(layout_line(out))
+
+
+def layout_line(out) -> str:
+    """The layout the model declares (``Output``): what stage methods pair, the embedding."""
+    branches = "".join(f"; branch {b}: {', '.join(s)}" for b, s in out.branches.items())
+    return f"stages: {', '.join(out.stage_names())}; embedding: {out.embedding}{branches}"
 
 
 def timm_module(info, name: str) -> str:

@@ -74,16 +74,20 @@ class DualBranch(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Output:
-        features = {}
-        pooled = []
+        """Each branch's features as ``<branch>.<feature>``, plus ``fused`` (the pooled
+        vectors concatenated, which the head reads). The main path is the first branch
+        (``spatial`` when there is one)."""
+        features, pooled, stages = {}, [], {}
         for name, net in self.branches.items():
             out = net(self.frequency_input(x) if name == "frequency" else x)
             features.update({f"{name}.{key}": value for key, value in out.features.items()})
+            stages[name] = tuple(f"{name}.{stage}" for stage in out.stage_names())
             pooled.append(out.features["pooled"])
             if name in self.aux_heads:
                 features[f"{name}.logits"] = self.aux_heads[name](out.features["pooled"])
         features["fused"] = torch.cat(pooled, dim=1)
-        return Output(self.head(features["fused"]), features)
+        main = next(iter(stages.values()))
+        return Output(self.head(features["fused"]), features, main, "fused", stages)
 
     def enable_preact(self) -> None:
         for net in self.branches.values():
