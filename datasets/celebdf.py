@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pandas as pd
+
 from kdbench.config import ConfigError
-from kdbench.dataset import check_split
-from kdbench.datasets.crops import CropDataset, frames_per_video, load_manifest
+from kdbench.datasets.crops import CropDataset, load_manifest
 from kdbench.datasets.preprocess import VideoJob
 from kdbench.registry import DATASETS
 
@@ -88,18 +89,7 @@ def held_out(key: str) -> str:
 class CelebDF(CropDataset):
     """Celeb-DF v2 face crops (from `kdbench data prepare celebdf`); test = the official list."""
 
-    def __init__(
-        self,
-        split: str = "train",
-        *,
-        root: str | None = None,
-        frames: int | None = None,
-        size: int | None = None,
-        augment: bool = True,
-    ) -> None:
-        """``root``: the ``--out`` folder of ``kdbench data prepare celebdf``. ``frames``: at
-        most this many crops per video (None: all). ``size``: resize crops on load."""
-        check_split(split)
+    def listing(self, split: str, root: str | None) -> tuple[Path, pd.DataFrame]:
+        """``root``: the ``--out`` folder of ``kdbench data prepare celebdf``."""
         folder, table = load_manifest(root, NAME)
-        table = frames_per_video(table[table["split"] == split], frames)
-        super().__init__(folder, table, split, size, augment)
+        return folder, table[table["split"] == split]

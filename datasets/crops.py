@@ -11,24 +11,48 @@ import torch
 from torch.utils.data import Dataset
 
 from kdbench.config import ConfigError
-from kdbench.dataset import IMAGENET_MEAN, IMAGENET_STD
+from kdbench.dataset import IMAGENET_MEAN, IMAGENET_STD, check_split
 from kdbench.datasets.manifest import MANIFEST, read_manifest
 from kdbench.datasets.preprocess import sample_indices
 
 
 class CropDataset(Dataset):
-    """Images listed in ``table`` (columns ``path`` relative to ``folder``, ``label``, ``video``).
+    """Images listed in a table (columns ``path`` relative to a folder, ``label``, ``video``).
 
     Each item: ``{"image": float32 [3, H, W] ImageNet-normalised, "label": int64 scalar tensor
     (1 = fake), "video": str (its path relative to the dataset root), "index": int}``.
-    ``size`` resizes on load (None: as stored); ``augment`` flips train images at random.
+
+    A subclass gives the table of a split (``listing``); one with more parameters than these
+    overrides ``__init__`` and ends it with ``keep``.
     """
 
     num_classes = 2
 
     def __init__(
+        self,
+        split: str = "train",
+        *,
+        root: str | None = None,
+        frames: int | None = None,
+        size: int | None = None,
+        augment: bool = True,
+    ) -> None:
+        """``root``: the dataset's folder (for prepared datasets the ``--out`` folder of
+        ``kdbench data prepare``). ``frames``: at most this many images per video (None: all).
+        ``size``: resize on load (None: as stored; images of different sizes need it to
+        batch). ``augment``: flip train images at random."""
+        check_split(split)
+        folder, table = self.listing(split, root)
+        self.keep(folder, frames_per_video(table, frames), split, size, augment)
+
+    def listing(self, split: str, root: str | None) -> tuple[Path, pd.DataFrame]:
+        """The folder the paths are relative to, and the table of ``split``."""
+        raise NotImplementedError
+
+    def keep(
         self, folder: Path, table: pd.DataFrame, split: str, size: int | None, augment: bool
     ) -> None:
+        """Hold ``table``'s images, labels and videos (an empty table is an error)."""
         if table.empty:
             raise ConfigError(f"{type(self).__name__}: the {split} split of {folder} is empty")
         self.folder = Path(folder)

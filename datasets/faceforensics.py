@@ -145,7 +145,7 @@ class FaceForensics(CropDataset):
         table = frames_per_video(table, frames)
         if split == "train":
             table = balance(table, fakes, len(manipulations))
-        super().__init__(folder, table, split, size, augment)
+        self.keep(folder, table, split, size, augment)
 
 
 def select(table: pd.DataFrame, compression: str, manipulations: list[str]) -> pd.DataFrame:

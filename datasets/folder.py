@@ -13,8 +13,8 @@ import pandas as pd
 from PIL import Image
 
 from kdbench.config import ConfigError
-from kdbench.dataset import SPLITS, check_split
-from kdbench.datasets.crops import CropDataset, frames_per_video
+from kdbench.dataset import SPLITS
+from kdbench.datasets.crops import CropDataset
 from kdbench.datasets.preprocess import VideoJob
 from kdbench.registry import DATASETS
 
@@ -91,18 +91,8 @@ def video_jobs(root: str | Path) -> list[VideoJob]:
 class FolderDataset(CropDataset):
     """Real/fake images from <root>/{train,val,test}/{real,fake}/**; video = parent folder."""
 
-    def __init__(
-        self,
-        split: str = "train",
-        *,
-        root: str | None = None,
-        frames: int | None = None,
-        size: int | None = None,
-        augment: bool = True,
-    ) -> None:
-        """``frames``: at most this many images per video (None: all). ``size``: resize on
-        load (images of different sizes need it to batch)."""
-        check_split(split)
+    def listing(self, split: str, root: str | None) -> tuple[Path, pd.DataFrame]:
+        """``root``: the folder of ``{train,val,test}/{real,fake}/``; its images, sorted."""
         root = tree_root(root)
         files = scan(root, split, IMAGE_SUFFIXES)
         check_readable([p for p, _ in files], f"{root}/{split}")
@@ -115,4 +105,4 @@ class FolderDataset(CropDataset):
         )
         table = table.sort_values("path", ignore_index=True)
         table["frame"] = table.groupby("video").cumcount()
-        super().__init__(root, frames_per_video(table, frames), split, size, augment)
+        return root, table
