@@ -196,6 +196,28 @@ def test_config_show_prints_the_resolved_config_and_the_id_a_run_gets(tmp_path):
     assert build_config(load_yaml(tmp_path / "shown.yaml")).run_id() == expected.run_id()
 
 
+def test_overrides_after_an_option_are_applied_too(tmp_path):
+    """argparse takes a positional list once: ``key=value`` words after an option join it."""
+    done = console_script(
+        "config",
+        "show",
+        "--preset",
+        "smoke",
+        "train.epochs=1",
+        "--preset",
+        "smoke",
+        "train.lr=0.25",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "  epochs: 1\n" in done.stdout and "  lr: 0.25\n" in done.stdout
+    late = console_script(
+        "run", "--preset", "smoke", "train.epochs=1", "--results", str(tmp_path), "method.name=kdd"
+    )
+    assert late.returncode == 2 and "method.name: unknown method 'kdd'" in late.stdout + late.stderr
+    stray = console_script("config", "show", "--preset", "smoke", "--nope")
+    assert stray.returncode == 2 and "unrecognized arguments: --nope" in stray.stderr
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_start_up_is_one_line_not_a_traceback(tmp_path):
     import os

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import subprocess
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -601,6 +602,38 @@ def test_a_backend_is_one_registered_class(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["sweep", "run", "--help"])
     assert "fake: writes a done record per run" in " ".join(capsys.readouterr().out.split())
+
+
+PLUGIN_BACKEND = """
+from kdbench.registry import BACKENDS
+from kdbench.sweep.backends import Backend, Submitted
+
+
+@BACKENDS.register("mine")
+class Mine(Backend):
+    help = "a backend from a --plugin file"
+
+    def submit(self, todo, states):
+        self.sweep.log(f"mine got {len(todo)} runs")
+        return Submitted()
+"""
+
+
+def test_a_backend_from_a_plugin_file_is_an_executor_choice(tmp_path):
+    """``--plugin file.py`` is imported before the parser is built, so ``--executor`` lists
+    what it registers (the real console script, in a fresh process)."""
+    (tmp_path / "my_backend.py").write_text(PLUGIN_BACKEND)
+    kdbench = Path(sys.executable).parent / "kdbench"
+    args = ["--plugin", "./my_backend.py", "sweep", "run", "--preset", "smoke"]
+    done = subprocess.run(
+        [str(kdbench), *args, "--executor", "mine", "--results", "r"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert "mine got 5 runs" in done.stderr, done.stderr
+    helped = subprocess.run(
+        [str(kdbench), *args, "--help"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert "mine: a backend from a --plugin file" in " ".join(helped.stdout.split())
 
 
 def tuned(method: str, params: dict, seed: int, val: float, test: float) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import sys
 
 from rich.markup import escape
 
@@ -16,10 +17,15 @@ from kdbench.registry import UnknownNameError, load_plugin
 DESCRIPTION = "kdbench: train, sweep and report knowledge-distillation benchmarks."
 
 
+# The positional lists of ``key=value`` words a command may take (run and sweep overrides, model
+# keyword arguments): words of that form after an option (``--results out a=1``) join them.
+KEY_VALUE_LISTS = ("overrides", "kwargs")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    for module in args.plugin:
-        load_plugin(module)
+    for module in plugins(sys.argv[1:] if argv is None else argv):
+        load_plugin(module)  # before the parser is built: its choices list what plugins add
+    args = parse(parser(), argv)
     try:
         return args.func(args) or 0
     except (ConfigError, UnknownNameError) as err:
@@ -28,6 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a run in progress has recorded itself as interrupted
         console.print("interrupted")
         return 130
+
+
+def plugins(argv: list[str]) -> list[str]:
+    """The ``--plugin`` modules of ``argv``, read as the full parser reads them."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--plugin", action="append", default=[])
+    return early.parse_known_args(argv)[0].plugin
+
+
+def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``p.parse_args``, except that ``key=value`` words left over after the options (argparse
+    takes a positional list only once) are added to the command's own list of them."""
+    args, extra = p.parse_known_args(argv)
+    target = next((name for name in KEY_VALUE_LISTS if hasattr(args, name)), None)
+    if extra and target and all("=" in word and not word.startswith("-") for word in extra):
+        getattr(args, target).extend(extra)
+    elif extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def commands() -> list[str]:
