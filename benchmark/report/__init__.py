@@ -24,7 +24,7 @@ module (``kdbench.report.stats``, ``labels`` or ``columns``, read by the command
 sweep) does not load pandas and matplotlib.
 """
 
-import importlib
+from kdbench.lazy import lazy_exports
 
 EXPORTS = {
     "DatasetReport": "analysis",
@@ -47,11 +47,4 @@ EXPORTS = {
 __all__ = sorted(EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in EXPORTS:
-        raise AttributeError(f"module 'kdbench.report' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"kdbench.report.{EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, EXPORTS)

@@ -6,7 +6,7 @@ that importing one module of the package (``kdbench.train.cost`` for ``kdbench f
 not import the whole training stack.
 """
 
-from importlib import import_module
+from kdbench.lazy import lazy_exports
 
 HOME = {
     "run": "loop",
@@ -18,7 +18,4 @@ HOME = {
 __all__ = sorted(HOME)
 
 
-def __getattr__(name: str):
-    if name not in HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{HOME[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, HOME)
