@@ -139,7 +139,6 @@ class CIFAR100(Dataset):
         return {
             "image": (image.float() / 255 - self.mean) / self.std,
             "label": torch.tensor(self.labels[index], dtype=torch.int64),
-            "video": str(index),
             "index": index,
         }
 

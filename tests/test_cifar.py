@@ -55,6 +55,7 @@ def test_images_labels_and_normalisation(cifar_root):
     assert len(train) == 200 and train.num_classes == 100
     item = train[7]
     assert item["image"].shape == (3, 32, 32) and item["label"] == 7
+    assert set(item) == {"image", "label", "index"}  # no invented "video" key (contract: optional)
     expected = (7 / 255 - torch.tensor(MEAN)) / torch.tensor(STD)
     assert torch.allclose(item["image"][:, 5, 5], expected)
     assert train.classes[3] == "class3"
