@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from typing import Any
 
 import yaml
 
 from kdbench.errors import ConfigError  # public here too: plugins raise kdbench.config's
+from kdbench.paths import package_data
 from kdbench.registry import unknown_message
 from kdbench.schema import apply_overrides, from_dict
 
@@ -186,7 +186,7 @@ PRESET_COMMANDS = {"run": "kdbench run --preset", "sweep": "kdbench sweep run --
 
 def preset_names(kind: str = "run") -> list[str]:
     """Shipped presets of ``kind``: ``run`` (one config) or ``sweep`` (a grid of runs)."""
-    files = resources.files("kdbench").joinpath(PRESET_FOLDERS[kind])
+    files = package_data(PRESET_FOLDERS[kind])
     return sorted(p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -199,7 +199,7 @@ def load_preset(name: str, kind: str = "run") -> dict:
             hint = f"try `{PRESET_COMMANDS[other]} {name}`"
             raise ConfigError(f"{name!r} is a {other} preset, not a {kind} preset; {hint}")
         raise ConfigError(unknown_message(f"{kind} preset", name, preset_names(kind)))
-    text = resources.files("kdbench").joinpath(PRESET_FOLDERS[kind], f"{name}.yaml").read_text()
+    text = package_data(PRESET_FOLDERS[kind], f"{name}.yaml").read_text()
     return yaml.safe_load(text) or {}
 
 

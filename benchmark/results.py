@@ -16,11 +16,6 @@ from kdbench.errors import ConfigError
 PACKAGES = ("kdbench", "torch", "torchvision", "timm", "fvcore", "scikit-learn", "numpy")
 
 
-def cache_root() -> Path:
-    """Where kdbench keeps what it can recompute: ``$KDBENCH_CACHE``, else ``~/.cache/kdbench``."""
-    return Path(os.environ.get("KDBENCH_CACHE") or Path.home() / ".cache" / "kdbench")
-
-
 def run_path(results: Path, run_id: str) -> Path:
     return Path(results) / "runs" / f"{run_id}.json"
 

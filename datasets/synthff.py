@@ -16,8 +16,9 @@ from torch.utils.data import Dataset
 from kdbench.dataset import IMAGENET_MEAN, IMAGENET_STD, check_split
 from kdbench.datasets.synthff_faces import render_all, sample_scenes
 from kdbench.datasets.synthff_forgery import compress, forge
+from kdbench.paths import cache_root
 from kdbench.registry import DATASETS
-from kdbench.results import cache_root, write_atomic
+from kdbench.results import write_atomic
 
 QUALITIES = ("raw", "hq", "lq")
 FAKE_KINDS = ("spatial", "frequency", "both")

@@ -13,7 +13,7 @@ from kdbench.cli import main
 from kdbench.config import ConfigError, ModelConfig
 from kdbench.methods.vanilla import Vanilla
 from kdbench.models import build_model
-from kdbench.results import cache_root
+from kdbench.paths import cache_root
 from kdbench.train import run
 from kdbench.train.precision import autocast, choose_dtype, compute_dtype, native_bf16, time_dtypes
 from kdbench.train.setup import Setup

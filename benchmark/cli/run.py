@@ -9,10 +9,9 @@ from rich.markup import escape
 
 from kdbench.config import ConfigError, build_config, load_preset, preset_names
 from kdbench.console import console, say
+from kdbench.paths import DEFAULT_RESULTS
 from kdbench.registry import UnknownNameError
 from kdbench.schema import load_yaml
-
-DEFAULT_RESULTS = Path("results")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

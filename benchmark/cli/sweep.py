@@ -15,6 +15,7 @@ from rich.table import Table
 
 from kdbench.config import ConfigError, preset_names
 from kdbench.console import console, print_table, say
+from kdbench.paths import DEFAULT_RESULTS
 from kdbench.registry import BACKENDS
 from kdbench.report.labels import data_label, method_label, model_label
 from kdbench.results import check_writable, read_result
@@ -82,7 +83,7 @@ def add_spec(p: argparse.ArgumentParser) -> None:
         help="changes to the sweep, e.g. base.train.epochs=1 grid.seed=[0]",
     )
     p.add_argument(
-        "--results", type=Path, default=Path("results"), help="runs/, checkpoints/, jobs/ here"
+        "--results", type=Path, default=DEFAULT_RESULTS, help="runs/, checkpoints/, jobs/ here"
     )
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdbench.paths import package_folder
 from kdbench.report.frames import ReportInputError
 
-REFERENCES = Path(__file__).resolve().parents[1] / "references"  # package data
+REFERENCES = package_folder("references")
 
 
 def load_references(folder: Path | None) -> pd.DataFrame:

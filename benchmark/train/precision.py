@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench.config import ConfigError, ModelConfig
+from kdbench.paths import cache_root
 from kdbench.registry import unknown_message
-from kdbench.results import cache_root, write_json
+from kdbench.results import write_json
 
 PRECISIONS = ("auto", "fp32", "bf16")
 MARGIN = 0.05  # bf16 must beat fp32 by more than this fraction to be picked

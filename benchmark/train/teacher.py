@@ -31,7 +31,7 @@ from kdbench.console import say
 from kdbench.method import Method
 from kdbench.models import build_model
 from kdbench.output import Output
-from kdbench.results import cache_root
+from kdbench.paths import cache_root
 from kdbench.train.cache import CacheUnusable, CacheWarning, TeacherCache
 from kdbench.train.checkpoint import read_digest, verify
 from kdbench.train.device import place
