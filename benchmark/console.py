@@ -1,7 +1,8 @@
-"""The command line's one console (stderr: log lines and errors) and its log line; tables go to
-stdout at a readable width."""
+"""The command line's one console (stderr: log lines and errors), its log line and its progress
+bar; tables go to stdout at a readable width."""
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 console = Console(stderr=True)
 
@@ -14,3 +15,9 @@ def say(text: str) -> None:
 def print_table(table, width: int = 120) -> None:
     """``table`` on stdout, ``width`` columns wide at least (a wider terminal gets its width)."""
     Console(width=max(width, Console().width)).print(table)
+
+
+def rich_bar(on: Console | None = None) -> Progress:
+    """The project's progress bar: label, bar, done/total and elapsed time; gone once stopped."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    return Progress(*columns, TimeElapsedColumn(), console=on, transient=True)

@@ -100,11 +100,12 @@ def list_features(args: argparse.Namespace) -> None:
     with torch.no_grad():
         out = model(torch.zeros(2, 3, args.size, args.size))
     info = getattr(getattr(model, "body", None), "feature_info", None)
+    stages = out.stage_names() if info is not None else []
     table = Table(title=f"{args.model} features at {args.size}×{args.size} (batch 2)")
     for column in ("feature", "shape", "timm module"):
         table.add_column(column)
     for name, value in out.features.items():
-        table.add_row(name, str(list(value.shape)), timm_module(info, name))
+        table.add_row(name, str(list(value.shape)), timm_module(info, name, stages))
     table.add_row("logits", str(list(out.logits.shape)), "")
     print_table(table, 120)
     print(layout_line(out))
@@ -116,12 +117,12 @@ def layout_line(out) -> str:
     return f"stages: {', '.join(out.stage_names())}; embedding: {out.embedding}{branches}"
 
 
-def timm_module(info, name: str) -> str:
-    """timm's name for the module that outputs ``stageK`` (``feature_info[K - 1]``)."""
-    match = re.fullmatch(r"stage(\d+)", name)
-    if info is None or match is None or int(match.group(1)) > len(info):
+def timm_module(info, name: str, stages: list[str]) -> str:
+    """timm's name for the module that outputs stage ``name`` (the K-th of ``stages`` is
+    ``feature_info[K - 1]``)."""
+    if info is None or name not in stages or stages.index(name) >= len(info):
         return ""
-    entry = info[int(match.group(1)) - 1]
+    entry = info[stages.index(name)]
     return f"{entry['module']} (reduction {entry['reduction']})"
 
 

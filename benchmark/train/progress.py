@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
+
+from kdbench.console import rich_bar
 
 
 def show_progress(requested: bool | None) -> bool:
@@ -33,9 +34,3 @@ class progress_bar:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.stop()
-
-
-def rich_bar(console: Console | None = None) -> Progress:
-    """The project's progress bar: label, bar, done/total and elapsed time; gone once stopped."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    return Progress(*columns, TimeElapsedColumn(), console=console, transient=True)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
-from kdbench.console import console, say
+from kdbench.console import console, rich_bar, say
 from kdbench.sweep.journal import Job, JobState, drop_placeholder, latest_jobs
 from kdbench.sweep.plan import Plan, describe
 from kdbench.sweep.status import UNDER_WAY, RunStatus, blocked_by, job_states, run_states
@@ -143,8 +143,7 @@ class Tracker:
 
     def __enter__(self) -> Tracker:
         if self.show:  # on the console that ``say`` prints to, so lines go above the bar
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-            self.bar = Progress(*columns, TimeElapsedColumn(), console=console, transient=True)
+            self.bar = rich_bar(console)
             self.bar.start()
             self.task = self.bar.add_task("sweep", total=self.total)
         return self
