@@ -25,7 +25,7 @@ from kdbench.registry import DATASETS
 
 # The version of what this module computes, part of every run id that uses it (kdbench.identity).
 # Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
-RESULT_VERSION = "005b26cebc3c"
+RESULT_VERSION = "2026-12-01"
 
 NAME = "celebdf"
 FOLDERS = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}  # our label: 1 = fake

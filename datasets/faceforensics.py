@@ -26,7 +26,7 @@ from kdbench.registry import DATASETS, unknown_message
 
 # The version of what this module computes, part of every run id that uses it (kdbench.identity).
 # Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
-RESULT_VERSION = "ad1d014d11d1"
+RESULT_VERSION = "2026-12-01"
 
 NAME = "ff++"
 CLASSIC = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")

@@ -16,7 +16,7 @@ from kdbench.registry import METHODS, unknown_message
 
 # The version of what this module computes, part of every run id that uses it (kdbench.identity).
 # Set a new one (the date of the change) when an edit changes a result; a refactor keeps it.
-RESULT_VERSION = "d4734f6f860e"
+RESULT_VERSION = "2026-12-01"
 
 EPS = 1e-7
 NEGATIVES = ("other-class", "uniform")

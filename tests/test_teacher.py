@@ -137,6 +137,25 @@ def test_a_cached_run_trains_exactly_like_a_live_one(tiny, tmp_path):
         assert a["train"] == b["train"] and a["test"] == b["test"]
 
 
+def test_a_run_draws_the_same_numbers_whether_or_not_its_cache_exists(
+    tiny, tmp_path, monkeypatch
+):
+    """Building the teacher cache and measuring the precision must not move the global random
+    streams a method draws from while it trains (CRD's negatives): the same id, the same
+    result, with an empty cache folder or a full one."""
+    monkeypatch.setenv("KDBENCH_CACHE", str(tmp_path / "cache"))
+    plan = Plan()
+    cfg = resolve_teacher(tiny("method.name=crd", "train.epochs=2"), plan)
+    run_in_process(plan.runs(), tmp_path / "r")
+    first = run(cfg, tmp_path / "r")  # builds the teacher cache and the precision verdict
+    assert first["teacher"]["cache"] is True
+    assert first["teacher"]["precision_verdict"]["cached"] is False
+    again = run(cfg, tmp_path / "r", rerun=True)  # finds both
+    assert again["teacher"]["precision_verdict"]["cached"] is True
+    for a, b in zip(first["history"], again["history"], strict=True):
+        assert a["train"] == b["train"] and a["val"] == b["val"]
+
+
 def test_validate_rejects_an_unknown_precision_before_training(tiny):
     with pytest.raises(ConfigError, match="did you mean 'fp32'"):
         validate(tiny("method.name=kd", "teacher.precision=fp23"))

@@ -153,15 +153,17 @@ def build(cfg: RunConfig, results: Path, world: World | None = None) -> Setup:
     if world.size > 1:
         student, method = share_networks(cfg, student, method, device)
     params = list(student.parameters()) + list(method.parameters())
-    with main_first():
+    # Whether the teacher cache and the precision verdict exist yet must not move the random
+    # streams training draws from (CRD's negatives): same id, same result.
+    with main_first(), unchanged_random_state():
         outputs, notes = teacher_side(cfg, teacher, weights, method, datasets["train"], device)
     optimizer = make_optimizer(params, cfg)
     shape = batch_shape(datasets["train"], cfg.data.batch_size // world.size)
-    dtype, verdict = broadcast(
-        choose_dtype(
+    with unchanged_random_state():
+        choice = choose_dtype(
             cfg.train.precision, "train.precision", student, cfg.student, shape, device, True
         )
-    )
+    dtype, verdict = broadcast(choice)
     average = WeightAverage(student, cfg.train.ema) if cfg.train.ema else None
     return Setup(
         loaders,
