@@ -137,9 +137,7 @@ def test_a_cached_run_trains_exactly_like_a_live_one(tiny, tmp_path):
         assert a["train"] == b["train"] and a["test"] == b["test"]
 
 
-def test_a_run_draws_the_same_numbers_whether_or_not_its_cache_exists(
-    tiny, tmp_path, monkeypatch
-):
+def test_a_run_draws_the_same_numbers_whether_or_not_its_cache_exists(tiny, tmp_path, monkeypatch):
     """Building the teacher cache and measuring the precision must not move the global random
     streams a method draws from while it trains (CRD's negatives): the same id, the same
     result, with an empty cache folder or a full one."""
