@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     for module in plugins(sys.argv[1:] if argv is None else argv):
         load_plugin(module)  # before the parser is built: its choices list what plugins add
     args = parse(parser(), argv)
+    for module in args.plugin:  # an abbreviated --plug is only read by the full parser
+        load_plugin(module)
     try:
         return args.func(args) or 0
     except (ConfigError, UnknownNameError) as err:
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def plugins(argv: list[str]) -> list[str]:
     """The ``--plugin`` modules of ``argv``, read as the full parser reads them."""
-    early = argparse.ArgumentParser(add_help=False)
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --p is not --plugin
     early.add_argument("--plugin", action="append", default=[])
     return early.parse_known_args(argv)[0].plugin
 
