@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -130,14 +132,42 @@ def test_1_sweep_run_rerun_trains_finished_runs_again(tmp_path):
 
 
 def test_5_two_identical_runs_at_once_train_once(tmp_path):
-    procs = [kdbench_run(tmp_path, "train.epochs=3") for _ in range(2)]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    assert sum("already done" in out for out in outputs) == 1, outputs
-    assert any("waiting: pid" in out for out in outputs), outputs
+    """The second of two identical runs waits on the first's lock, then finds its result.
+    The first is stopped (SIGSTOP) while it holds the lock, so the second surely meets it
+    held, however slowly it starts on shared cores."""
+    first = kdbench_run(tmp_path, "train.epochs=3")
+    wait_for(lambda: any(tmp_path.rglob("run.lock")), first, "the first run's lock")
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = kdbench_run(tmp_path, "train.epochs=3")
+        kill_after = threading.Timer(300, second.kill)
+        kill_after.start()
+        seen = []
+        while not any("waiting: pid" in line for line in seen) and second.poll() is None:
+            seen.append(second.stdout.readline())
+        kill_after.cancel()
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    outputs = [
+        first.communicate(timeout=300)[0],
+        "".join(seen) + second.communicate(timeout=300)[0],
+    ]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    assert "waiting: pid" in outputs[1] and "already done" in outputs[1], outputs
+    assert "already done" not in outputs[0], outputs
     records = load_results(tmp_path)
     assert len(records) == 1 and records[0]["attempts"] == 1
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("run.lock"))
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str, timeout_s: float = 300) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` if ``proc`` ends or time runs out."""
+    deadline = time.time() + timeout_s
+    while not condition():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"no {what}: {proc.communicate()[0]}")
+        time.sleep(0.05)
 
 
 def test_5_a_stale_lock_of_a_dead_process_is_taken_over(tiny, tmp_path):
