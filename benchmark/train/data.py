@@ -74,12 +74,8 @@ class ShardedBatches(Sampler):
     together see the batch one process would. ``set_epoch`` reorders, as ``ViewSampler``."""
 
     def __init__(self, order: ViewSampler, batch_size: int, drop_last: bool, world: World):
-        self.order, self.batch_size, self.drop_last, self.world = (
-            order,
-            batch_size,
-            drop_last,
-            world,
-        )
+        self.order, self.batch_size = order, batch_size
+        self.drop_last, self.world = drop_last, world
 
     def set_epoch(self, seed: int, epoch: int) -> None:
         self.order.set_epoch(seed, epoch)

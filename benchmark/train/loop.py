@@ -224,8 +224,7 @@ def train_epoch(setup: Setup, epoch: int, seed: int, progress: bool) -> dict:
 def add_up(totals: dict[str, torch.Tensor], values: dict[str, torch.Tensor], share: float) -> None:
     """Add ``values`` (this process's) to ``totals``, weighted by its ``share`` of the batch."""
     for name, value in values.items():
-        value = value.detach().float()
-        totals[name] = totals.get(name, 0.0) + (value if share == 1.0 else value * share)
+        totals[name] = totals.get(name, 0.0) + value.detach().float() * share
 
 
 def means(totals: dict[str, torch.Tensor], steps: int) -> dict[str, float]:

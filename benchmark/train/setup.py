@@ -150,20 +150,23 @@ def build(cfg: RunConfig, results: Path, world: World | None = None) -> Setup:
     ctx = dry_run(student, teacher, datasets["train"], num_classes, device)
     ctx = replace(ctx, total_epochs=cfg.train.epochs, steps_per_epoch=len(loaders["train"]))
     method = build_method(cfg.method.name, ctx, cfg.method.params).to(device)
+    # Whether the precision verdict and the teacher cache exist yet must not move the random
+    # streams training draws from (CRD's negatives): same id, same result. The main process
+    # times the student for `auto` (before its BatchNorm is synchronised) and tells the others.
+    shape = batch_shape(datasets["train"], cfg.data.batch_size // world.size)
+    choice = None
+    if world.main:
+        with unchanged_random_state():
+            choice = choose_dtype(
+                cfg.train.precision, "train.precision", student, cfg.student, shape, device, True
+            )
+    dtype, verdict = broadcast(choice)
     if world.size > 1:
         student, method = share_networks(cfg, student, method, device)
     params = list(student.parameters()) + list(method.parameters())
-    # Whether the teacher cache and the precision verdict exist yet must not move the random
-    # streams training draws from (CRD's negatives): same id, same result.
     with main_first(), unchanged_random_state():
         outputs, notes = teacher_side(cfg, teacher, weights, method, datasets["train"], device)
     optimizer = make_optimizer(params, cfg)
-    shape = batch_shape(datasets["train"], cfg.data.batch_size // world.size)
-    with unchanged_random_state():
-        choice = choose_dtype(
-            cfg.train.precision, "train.precision", student, cfg.student, shape, device, True
-        )
-    dtype, verdict = broadcast(choice)
     average = WeightAverage(student, cfg.train.ema) if cfg.train.ema else None
     return Setup(
         loaders,

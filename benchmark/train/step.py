@@ -3,11 +3,11 @@ check that it stayed finite."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
 
-from kdbench.output import Output
 from kdbench.train.distributed import any_true, reduce_gradients
 from kdbench.train.precision import autocast
 
@@ -21,7 +21,7 @@ def train_step(setup: Setup, batch: dict, share: float = 1.0) -> dict[str, torch
     t_out = setup.teacher_outputs(batch) if setup.teacher_outputs else None
     with autocast(setup.device, setup.dtype):
         s_out = setup.student(batch["image"])
-        s_out = Output(s_out.logits.float(), s_out.features)  # losses in fp32 under bf16
+        s_out = replace(s_out, logits=s_out.logits.float())  # losses in fp32 under bf16
         losses = setup.method.losses(batch, s_out, t_out)
     problem = not_finite(losses, s_out.logits)
     if any_true(problem is not None):  # every process stops, not only the one that saw it
